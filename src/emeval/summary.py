@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inspect_ai.log import EvalLog, read_eval_log
+from inspect_ai.log import EvalLog
 from rich.console import Console
 from rich.table import Table
+
+from emeval.judge_logs import read_log
 
 
 def headline(log: EvalLog) -> dict[str, float]:
@@ -26,6 +28,7 @@ COUNTS = [
     ("CODE (kept apart)", "n_code"),
     ("REFUSAL (kept apart)", "n_refusal"),
     ("unscorable (kept apart)", "n_unscorable"),
+    ("extraction failed (kept apart)", "n_extraction_failed"),
 ]
 """The count rows of the headline table (label, metric name)."""
 
@@ -60,7 +63,7 @@ def summary_table(log: EvalLog) -> Table:
 
 def print_summary(log: EvalLog | str | Path, console: Console | None = None) -> EvalLog:
     if not isinstance(log, EvalLog):
-        log = read_eval_log(str(log), header_only=True)
+        log = read_log(log, header_only=True)  # names the file when it is missing or no log
     console = console or Console()
     console.print(summary_table(log))
     if log.status != "success":
