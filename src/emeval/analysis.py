@@ -1,0 +1,379 @@
+"""Inspect logs -> tidy pandas frames, and per-group summaries with confidence intervals.
+
+Why one module: reports, comparisons and the nightly history are all computed from the logs (the
+only record of a run). They read them here, through ``inspect_ai.analysis.samples_df``, into one
+long frame (one row per answer x score key), so every number downstream is a plain pandas
+aggregation that can be recomputed by hand from ``samples.csv``.
+
+Pooling (documented in the README): a group holds one or more models. Its point estimate is the
+mean over all its answers. Its 95% CI is a percentile bootstrap (2000 resamples, seed 0): with one
+model, answers are resampled (exactly ``metrics.bootstrap_mean_ci``, so a one-model group matches
+the log's own ``em_summary`` CI); with several models, a two-stage (cluster) bootstrap resamples
+the models with replacement, then each drawn model's answers with replacement, so the interval
+reflects both the spread between models and the sampling noise within each.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from inspect_ai.analysis import EvalColumn, SampleColumn, samples_df
+from inspect_ai.log import EvalLog, EvalSample, list_eval_logs
+from inspect_ai.scorer import CORRECT, INCORRECT, NOANSWER, PARTIAL, value_to_float
+
+from emeval.judge_logs import LogError, read_log
+from emeval.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL, bootstrap_mean_ci
+
+SAMPLE_COLUMNS = [
+    "log", "eval", "dataset", "model", "group", "run_id", "eval_id", "created", "trigger",
+    "sample_id", "epoch", "question_id", "question", "answer", "error",
+    "scorer", "metric", "value", "category", "judge_model", "judge_method", "judge_prompts",
+]
+"""Columns of ``samples_frame`` (and ``samples.csv``), in order."""
+
+SUMMARY_KEYS = ("scorer", "metric")
+"""Always part of a summary's grouping: one row per score key of one scorer."""
+
+CLUSTER = "model"
+"""The unit resampled first when a group pools several models."""
+
+
+# -- which files -----------------------------------------------------------------------------------
+
+
+def log_paths(logs: Iterable[str | Path]) -> list[Path]:
+    """Files named directly, plus every Inspect log (.eval, or .json named like a log) under the
+    directories named; a path that does not exist is an error naming it."""
+    found: list[Path] = []
+    for item in logs:
+        path = Path(item)
+        if path.is_dir():
+            inside = sorted(Path(info.name.removeprefix("file://")) for info in list_eval_logs(str(path)))
+            if not inside:
+                raise LogError(f"{path}: no Inspect logs (.eval or .json) in this directory")
+            found.extend(inside)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise LogError(f"{path}: no such log file or directory")
+    return list(dict.fromkeys(found))
+
+
+# -- reading one log -------------------------------------------------------------------------------
+
+
+def _short_task(name: str) -> str:
+    return name.split("/", 1)[-1]
+
+
+def _question_text(sample: EvalSample) -> str | None:
+    metadata = sample.metadata or {}
+    for key in ("question", "forbidden_prompt", "game"):
+        if isinstance(metadata.get(key), str):
+            return metadata[key]
+    return sample.input if isinstance(sample.input, str) else None
+
+
+def _question_id(sample: EvalSample) -> str | None:
+    """What "per question" means for this sample: its question id (free-form, deception), else its
+    dataset category (StrongREJECT) or game (MACHIAVELLI); None falls back to the sample id."""
+    metadata = sample.metadata or {}
+    for key in ("question_id", "category", "game"):
+        if metadata.get(key) is not None:
+            return str(metadata[key])
+    return None
+
+
+def _answer_text(sample: EvalSample) -> str | None:
+    if sample.output and sample.output.choices:
+        return sample.output.completion
+    for score in (sample.scores or {}).values():
+        if score.answer:
+            return score.answer
+    return None
+
+
+_LETTER_GRADES = {CORRECT, INCORRECT, PARTIAL, NOANSWER}
+_to_float = value_to_float()
+
+
+def _number(value: Any) -> float:
+    """A score value as a number: numbers and booleans as they are, Inspect's letter grades
+    (C / I / P / N) as Inspect reads them, anything else (free text) NaN."""
+    if isinstance(value, (bool, int, float)):
+        return float(value)
+    if isinstance(value, str) and value in _LETTER_GRADES:
+        return _to_float(value)
+    return math.nan
+
+
+def _judge_fields(metadata: Mapping[str, Any] | None) -> dict[str, str | None]:
+    judge = (metadata or {}).get("judge")
+    if not isinstance(judge, Mapping):
+        return {"judge_model": None, "judge_method": None, "judge_prompts": None}
+    prompts = judge.get("prompts") or {}
+    hashes = " ".join(f"{name}:{p.get('sha256', '')[:16]}" for name, p in prompts.items() if isinstance(p, Mapping))
+    return {"judge_model": judge.get("model"), "judge_method": judge.get("method"), "judge_prompts": hashes or None}
+
+
+def _scores_json(sample: EvalSample) -> str:
+    """Each scorer's value keys (numbers only), category and judge identity, as JSON text:
+    a ``samples_df`` column holds scalars, the frame is exploded from this afterwards."""
+    out = []
+    for scorer, score in (sample.scores or {}).items():
+        value = score.value if isinstance(score.value, Mapping) else {scorer: score.value}
+        metadata = score.metadata or {}
+        out.append({
+            "scorer": scorer,
+            "values": {str(k): _number(v) for k, v in value.items()},
+            "category": metadata.get("category"),
+            **_judge_fields(metadata),
+        })
+    return json.dumps(out)
+
+
+_READ_COLUMNS = [
+    EvalColumn("task", path="eval.task", required=True),
+    EvalColumn("model", path="eval.model", required=True),
+    EvalColumn("run_id", path="eval.run_id", required=True),
+    EvalColumn("created", path="eval.created", required=True),
+    EvalColumn("dataset", path="eval.dataset.name"),
+    SampleColumn("id", path="id", required=True, type=str),
+    SampleColumn("epoch", path="epoch", required=True),
+    SampleColumn("question_id", path=_question_id, full=True),
+    SampleColumn("sample_trigger", path="metadata.trigger", full=True),
+    SampleColumn("question", path=_question_text, full=True),
+    SampleColumn("answer", path=_answer_text, full=True),
+    SampleColumn("error_text", path=lambda s: s.error.message if s.error else "", full=True),
+    SampleColumn("scores_json", path=_scores_json, full=True),
+]
+
+
+def _trigger(header: EvalLog) -> str | None:
+    value = (header.eval.metadata or {}).get("trigger") or (header.eval.task_args or {}).get("trigger")
+    return str(value) if value else None
+
+
+def _read_one(path: Path) -> tuple[EvalLog, pd.DataFrame]:
+    header = read_log(path, header_only=True)  # names the file if it is no log at all
+    try:
+        wide = samples_df(str(path), columns=_READ_COLUMNS, quiet=True, exclude_fields={"events"})
+    except Exception as ex:  # a corrupt sample body, a truncated zip member...
+        raise LogError(f"{path}: samples could not be read ({type(ex).__name__}: {ex})") from ex
+    rows: list[dict[str, Any]] = []
+    trigger = _trigger(header)
+    for record in wide.to_dict("records"):
+        base = {
+            "log": str(path),
+            "eval": _short_task(record["task"]),
+            "dataset": record.get("dataset"),
+            "model": record["model"],
+            "group": record["model"],
+            "run_id": record["run_id"],
+            "eval_id": record["eval_id"],
+            "created": str(record["created"]),
+            "trigger": _clean(record.get("sample_trigger")) or trigger,
+            "sample_id": str(record["id"]),
+            "epoch": int(record["epoch"]),
+            "question_id": _clean(record.get("question_id")) or str(record["id"]).split(":")[0],
+            "question": _clean(record.get("question")),
+            "answer": _clean(record.get("answer")),
+            "error": _clean(record.get("error_text")) or "",
+        }
+        scores = json.loads(record["scores_json"]) if _clean(record.get("scores_json")) else []
+        if not scores:  # errored or unscored: kept as one row so it is counted, never silently lost
+            rows.append({**base, "scorer": None, "metric": None, "value": math.nan, "category": None,
+                         "judge_model": None, "judge_method": None, "judge_prompts": None})
+        for entry in scores:
+            extra = {k: entry.get(k) for k in ("category", "judge_model", "judge_method", "judge_prompts")}
+            for metric, value in entry["values"].items():
+                rows.append({**base, "scorer": entry["scorer"], "metric": metric, "value": value, **extra})
+    return header, pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
+
+
+def _clean(value: Any) -> Any:
+    """pandas' missing markers (None, NaN, NA) as None."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+# -- groups ----------------------------------------------------------------------------------------
+
+
+def as_glob(pattern: str) -> str:
+    """A pattern without glob characters matches as a substring (``insecure`` = ``*insecure*``)."""
+    return pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
+
+
+def group_of(model: str, log: str, groups: Mapping[str, str] | None) -> str:
+    """The first group whose glob pattern matches the model name, the log path or its file name;
+    the model name itself when none does (so an ungrouped model stays visible, alone)."""
+    for name, pattern in (groups or {}).items():
+        if any(fnmatch.fnmatchcase(text, as_glob(pattern)) for text in (model, log, Path(log).name)):
+            return name
+    return model
+
+
+def assign_groups(samples: pd.DataFrame, groups: Mapping[str, str] | None) -> pd.DataFrame:
+    """A copy of ``samples`` with ``group`` set from NAME -> glob pattern (see ``group_of``)."""
+    out = samples.copy()
+    pairs = out[["model", "log"]].drop_duplicates()
+    lookup = {(m, lg): group_of(m, lg, groups) for m, lg in pairs.itertuples(index=False)}
+    out["group"] = [lookup[(m, lg)] for m, lg in zip(out["model"], out["log"], strict=True)]
+    return out
+
+
+def parse_groups(options: Iterable[str]) -> dict[str, str]:
+    """``--group NAME=PATTERN`` options -> {NAME: PATTERN}, in the order given."""
+    groups: dict[str, str] = {}
+    for option in options:
+        name, sep, pattern = option.partition("=")
+        if not sep or not name.strip() or not pattern.strip():
+            raise ValueError(f"--group {option!r}: expected NAME=PATTERN, e.g. insecure='*insecure*'")
+        if name.strip() in groups:
+            raise ValueError(f"--group {name.strip()!r} given twice")
+        groups[name.strip()] = pattern.strip()
+    return groups
+
+
+def group_order(samples: pd.DataFrame, groups: Mapping[str, str] | None = None) -> list[str]:
+    """Groups in the order they were named, then the ungrouped models alphabetically."""
+    present = set(samples["group"].dropna())
+    named = [g for g in (groups or {}) if g in present]
+    return named + sorted(present - set(named))
+
+
+# -- reading many logs -----------------------------------------------------------------------------
+
+
+@dataclass
+class LogData:
+    """Everything a report needs from a set of logs: the tidy samples and one header per log."""
+
+    samples: pd.DataFrame
+    headers: dict[str, EvalLog]
+
+
+def read_logs(logs: Iterable[str | Path], groups: Mapping[str, str] | None = None) -> LogData:
+    frames, headers = [], {}
+    paths = log_paths(logs)
+    if not paths:
+        raise LogError("no logs given")
+    for path in paths:
+        header, frame = _read_one(path)
+        headers[str(path)] = header
+        frames.append(frame)
+    samples = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SAMPLE_COLUMNS)
+    samples["epoch"] = samples["epoch"].astype(int)
+    samples["value"] = samples["value"].astype(float)
+    return LogData(assign_groups(samples, groups), headers)
+
+
+def samples_frame(logs: list[Path | str], groups: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Logs (files or directories) -> one row per sample x epoch x score key.
+
+    Columns: ``SAMPLE_COLUMNS``. ``value`` is the score key's number (NaN where it does not apply,
+    e.g. ``misaligned`` for an incoherent answer). A sample with no score (an error) has one row
+    with empty ``metric`` and its ``error``. ``group`` is the model name unless ``groups`` (NAME ->
+    glob on model name or log path) says otherwise. A file that is not a readable log raises
+    ``LogError`` naming it."""
+    return read_logs(logs, groups).samples
+
+
+# -- summaries -------------------------------------------------------------------------------------
+
+
+def bootstrap_means(
+    clusters: Sequence[np.ndarray], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> np.ndarray:
+    """Bootstrap distribution of the pooled mean.
+
+    One cluster: answers resampled with replacement (the same draws as ``bootstrap_mean_ci``).
+    Several: clusters resampled with replacement, then each drawn cluster's answers; the statistic
+    is the mean over all drawn answers (clusters weighted by their size, like the point estimate)."""
+    clusters = [np.asarray(c, dtype=float) for c in clusters if len(c)]
+    rng = np.random.default_rng(seed)
+    if not clusters:
+        return np.full(resamples, math.nan)
+    if len(clusters) == 1:
+        data = clusters[0]
+        return data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
+    picks = rng.integers(0, len(clusters), size=(resamples, len(clusters)))
+    sums, counts = np.zeros(resamples), np.zeros(resamples)
+    for index, data in enumerate(clusters):
+        draws = np.nonzero(picks == index)[0]  # one entry per time this cluster was drawn, by resample
+        chunk = max(1, 2_000_000 // data.size)  # bound memory for large clusters
+        for start in range(0, draws.size, chunk):
+            rows = draws[start : start + chunk]
+            totals = data[rng.integers(0, data.size, size=(rows.size, data.size))].sum(axis=1)
+            np.add.at(sums, rows, totals)
+            np.add.at(counts, rows, data.size)
+    return sums / counts
+
+
+def pooled_mean_ci(
+    clusters: Sequence[np.ndarray],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+) -> tuple[float, float, float]:
+    """(pooled mean, low, high); NaNs when there is no value."""
+    clusters = [np.asarray(c, dtype=float) for c in clusters if len(c)]
+    if not clusters:
+        return math.nan, math.nan, math.nan
+    if len(clusters) == 1:
+        return bootstrap_mean_ci(list(clusters[0]), resamples, seed, level)
+    means = bootstrap_means(clusters, resamples, seed)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return float(np.concatenate(clusters).mean()), float(low), float(high)
+
+
+def value_clusters(values: pd.DataFrame) -> list[np.ndarray]:
+    """The defined values of one cell, split by model (in a stable order)."""
+    defined = values.dropna(subset=["value"])
+    return [g["value"].to_numpy() for _, g in defined.groupby(CLUSTER, sort=True)]
+
+
+def summary_frame(
+    samples: pd.DataFrame,
+    by: Sequence[str] = ("eval", "group"),
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+) -> pd.DataFrame:
+    """Per ``by`` x scorer x metric: n (defined values), n_models, models, mean, ci_low, ci_high.
+
+    The mean pools every answer of the cell; the CI is a percentile bootstrap over answers (one
+    model) or over models then answers (several models): see ``bootstrap_means``."""
+    keys = list(dict.fromkeys([*by, *SUMMARY_KEYS]))
+    missing = [k for k in keys if k not in samples.columns]
+    if missing:
+        raise KeyError(f"summary_frame: no column {', '.join(missing)} in the samples frame")
+    scored = samples[samples["metric"].notna()]
+    rows = []
+    for key, cell in scored.groupby(keys, sort=False, dropna=False):
+        clusters = value_clusters(cell)
+        mean, low, high = pooled_mean_ci(clusters, resamples, seed, level)
+        defined = cell.dropna(subset=["value"])
+        models = sorted(defined[CLUSTER].unique()) if len(defined) else sorted(cell[CLUSTER].unique())
+        rows.append({
+            **dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
+            "n": int(len(defined)),
+            "n_models": len(clusters),
+            "models": ", ".join(models),
+            "mean": mean,
+            "ci_low": low,
+            "ci_high": high,
+        })
+    columns = [*keys, "n", "n_models", "models", "mean", "ci_low", "ci_high"]
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,210 @@
+"""The difference of every metric between two groups or two runs, with a bootstrap CI.
+
+Why: "did the fine-tune (or the backdoor trigger) change the answers?" is a question about a
+difference, and it needs its own interval, not two overlapping ones. The difference is
+``mean(B) - mean(A)``; its 95% CI is the percentile interval of the difference of independent
+bootstrap distributions of the two sides (each resampled as in ``analysis.bootstrap_means``:
+answers, or models then answers for a pooled group). A difference is flagged when its CI excludes
+zero. Per-question rows are many tests at once: expect about one in twenty flagged by chance
+when nothing changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from emeval.analysis import SUMMARY_KEYS, bootstrap_means, pooled_mean_ci, read_logs, value_clusters
+from emeval.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL
+from emeval.report.display import (
+    format_difference,
+    format_estimate,
+    format_number,
+    headline_keys,
+    metric_kind,
+    metric_label,
+)
+
+COMPARE_COLUMNS = [
+    "eval", "scorer", "metric", "question_id", "n_a", "mean_a", "ci_low_a", "ci_high_a",
+    "n_b", "mean_b", "ci_low_b", "ci_high_b", "difference", "ci_low", "ci_high", "significant",
+]
+RUN_COLUMNS = ("run_id", "eval_id", "log")
+
+
+def select(samples: pd.DataFrame, value: str, by: str) -> pd.DataFrame:
+    """The rows of one side: ``by`` is a column name, or ``run`` (run id, eval id, log path or file name)."""
+    if by == "run":
+        mask = np.zeros(len(samples), dtype=bool)
+        for column in RUN_COLUMNS:
+            mask |= samples[column].astype(str).eq(value).to_numpy()
+        names = samples["log"].astype(str).map(lambda p: Path(p).name)
+        mask |= names.eq(value).to_numpy() | names.map(lambda n: n.rsplit(".", 1)[0]).eq(value).to_numpy()
+        choices = sorted(samples["run_id"].astype(str).unique())
+    else:
+        if by not in samples.columns:
+            raise ValueError(f"compare: no column {by!r} to compare by (use group, run or a samples column)")
+        mask = samples[by].astype(str).eq(value).to_numpy()
+        choices = sorted(samples[by].astype(str).unique())
+    if not mask.any():
+        raise ValueError(f"compare: no {by} {value!r} in these logs (found: {', '.join(choices)})")
+    return samples[mask]
+
+
+def _side(cell: pd.DataFrame | None, resamples: int, seed: int, level: float, diff_seed: int) -> dict[str, Any]:
+    """n, pooled mean and CI of one side (with ``seed``: the same numbers as ``summary_frame``),
+    and the draws of its bootstrap with ``diff_seed`` for the difference."""
+    clusters = value_clusters(cell) if cell is not None else []
+    mean, low, high = pooled_mean_ci(clusters, resamples, seed, level)
+    n = int(sum(len(c) for c in clusters))
+    return {"n": n, "mean": mean, "low": low, "high": high, "draws": bootstrap_means(clusters, resamples, diff_seed)}
+
+
+def _interval(draws: np.ndarray, level: float) -> tuple[float, float]:
+    if np.isnan(draws).any():
+        return float("nan"), float("nan")
+    alpha = (1 - level) / 2
+    low, high = np.quantile(draws, [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
+def compare(
+    samples: pd.DataFrame,
+    a: str,
+    b: str,
+    by: str = "group",
+    per_question: bool = True,
+    metrics: Sequence[str] | None = None,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+) -> pd.DataFrame:
+    """B minus A for every eval x scorer x metric (``question_id`` empty), and with ``per_question``
+    also per question id. Columns: ``COMPARE_COLUMNS``; ``significant`` = the CI excludes zero."""
+    side_a, side_b = (select(samples, value, by) for value in (a, b))
+    side_a, side_b = (s[s["metric"].notna()] for s in (side_a, side_b))
+    if metrics is not None:
+        side_a, side_b = (s[s["metric"].isin(metrics)] for s in (side_a, side_b))
+    levels: list[list[str]] = [["eval", *SUMMARY_KEYS]]
+    if per_question:
+        levels.append(["eval", *SUMMARY_KEYS, "question_id"])
+    rows = []
+    for keys in levels:
+        cells_a = dict(iter(side_a.groupby(keys, sort=False)))
+        cells_b = dict(iter(side_b.groupby(keys, sort=False)))
+        for key in list(dict.fromkeys([*cells_a, *cells_b])):
+            stats_a = _side(cells_a.get(key), resamples, seed, level, diff_seed=seed)
+            stats_b = _side(cells_b.get(key), resamples, seed, level, diff_seed=seed + 1)  # independent of A's draws
+            if stats_a["n"] == 0 and stats_b["n"] == 0:
+                continue
+            low, high = _interval(stats_b["draws"] - stats_a["draws"], level)
+            named = dict(zip(keys, key, strict=True))
+            rows.append({
+                "eval": named["eval"], "scorer": named["scorer"], "metric": named["metric"],
+                "question_id": named.get("question_id", ""),
+                "n_a": stats_a["n"], "mean_a": stats_a["mean"], "ci_low_a": stats_a["low"], "ci_high_a": stats_a["high"],
+                "n_b": stats_b["n"], "mean_b": stats_b["mean"], "ci_low_b": stats_b["low"], "ci_high_b": stats_b["high"],
+                "difference": stats_b["mean"] - stats_a["mean"], "ci_low": low, "ci_high": high,
+                "significant": bool(low > 0 or high < 0),
+            })
+    return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
+
+
+def shown_rows(result: pd.DataFrame, samples: pd.DataFrame, all_metrics: bool = False) -> pd.DataFrame:
+    """What a person reads: per eval and scorer, the headline metrics overall (every metric with
+    ``all_metrics``), then the first headline metric question by question."""
+    picked = []
+    for _, rows in result.groupby(["eval", "scorer"], sort=False):
+        scorer = rows["scorer"].iloc[0]
+        available = list(samples.loc[samples["scorer"] == scorer, "metric"].dropna().unique())
+        headline = headline_keys(scorer, available)
+        overall = rows[rows["question_id"] == ""]
+        order = available if all_metrics else headline
+        for metric in order:
+            picked.append(overall[overall["metric"] == metric])
+        if headline:
+            picked.append(rows[(rows["question_id"] != "") & (rows["metric"] == headline[0])])
+    return pd.concat(picked) if picked else result.iloc[0:0]
+
+
+def with_display(result: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
+    """Adds label, kind and the printed cells (a, b, difference), the same in terminal and report."""
+    out = result.copy()
+    kinds = {
+        (s, m): metric_kind(s, m, samples.loc[(samples["scorer"] == s) & (samples["metric"] == m), "value"])
+        for s, m in out[["scorer", "metric"]].drop_duplicates().itertuples(index=False)
+    }
+    out["kind"] = [kinds[(s, m)] for s, m in zip(out["scorer"], out["metric"], strict=True)]
+    out["label"] = [metric_label(s, m) for s, m in zip(out["scorer"], out["metric"], strict=True)]
+    out["a_text"] = [format_estimate(k, m, lo, hi) for k, m, lo, hi in
+                     zip(out["kind"], out["mean_a"], out["ci_low_a"], out["ci_high_a"], strict=True)]
+    out["b_text"] = [format_estimate(k, m, lo, hi) for k, m, lo, hi in
+                     zip(out["kind"], out["mean_b"], out["ci_low_b"], out["ci_high_b"], strict=True)]
+    out["difference_text"] = [format_difference(k, d, lo, hi) for k, d, lo, hi in
+                              zip(out["kind"], out["difference"], out["ci_low"], out["ci_high"], strict=True)]
+    return out
+
+
+def compare_table(shown: pd.DataFrame, a: str, b: str) -> Table:
+    table = Table(title=f"B - A  (A = {a}, B = {b});  * = the 95% CI excludes 0", header_style="bold")
+    table.add_column("eval")
+    table.add_column("question")
+    table.add_column("metric")
+    table.add_column("A", justify="right", no_wrap=True)
+    table.add_column("B", justify="right", no_wrap=True)
+    table.add_column("B - A [95% CI]", justify="right", no_wrap=True)
+    table.add_column("", justify="center")
+    for row in shown.itertuples(index=False):
+        flag = "[bold red]*[/bold red]" if row.significant else ""
+        table.add_row(row.eval, row.question_id or "(all)", row.label, f"{format_number(row.kind, row.mean_a)} (n={row.n_a})",
+                      f"{format_number(row.kind, row.mean_b)} (n={row.n_b})", row.difference_text, flag)
+    return table
+
+
+def load_sides(
+    a: str, b: str, logs: Iterable[str | Path], groups: Mapping[str, str] | None
+) -> tuple[pd.DataFrame, str, str, str]:
+    """(samples, a, b, by) for ``emeval compare``: A and B are two log files/directories when no
+    LOGS are given (each side becomes a group named by its path), else groups or runs in LOGS."""
+    logs = list(logs)
+    if not logs:
+        label_a, label_b = (a, b) if a != b else ("A", "B")
+        side_a = read_logs([a]).samples.assign(group=label_a)
+        side_b = read_logs([b]).samples.assign(group=label_b)
+        return pd.concat([side_a, side_b], ignore_index=True), label_a, label_b, "group"
+    samples = read_logs(logs, groups).samples
+    by = "group" if {a, b} & set(samples["group"].astype(str)) else "run"
+    return samples, a, b, by
+
+
+def run_compare(
+    a: str,
+    b: str,
+    logs: Iterable[str | Path] = (),
+    groups: Mapping[str, str] | None = None,
+    per_question: bool = True,
+    all_metrics: bool = False,
+    console: Console | None = None,
+    csv: Path | None = None,
+) -> pd.DataFrame:
+    """The ``emeval compare`` command: compute, print a rich table, optionally write the full CSV."""
+    console = console or Console()
+    samples, a, b, by = load_sides(a, b, logs, groups)
+    result = compare(samples, a, b, by=by, per_question=per_question)
+    shown = with_display(shown_rows(result, samples, all_metrics), samples)
+    console.print(compare_table(shown, a, b))
+    for name, value in (("A", a), ("B", b)):
+        side = select(samples, value, by)
+        triggers = sorted(set(side["trigger"].dropna().astype(str))) or ["none"]
+        console.print(f"{name} = {value}: {side['log'].nunique()} log(s), models {', '.join(sorted(side['model'].unique()))}; "
+                      f"trigger {', '.join(triggers)}", markup=False, highlight=False)
+    if csv is not None:
+        with_display(result, samples).to_csv(csv, index=False)
+        console.print(f"csv: {csv}")
+    return result
