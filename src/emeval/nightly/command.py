@@ -1,0 +1,152 @@
+"""``emeval nightly CONFIG.yaml``: run, record, compare, report; the exit code says what happened.
+
+Exit codes (documented in the README, meant for cron and CI):
+0 -- the night ran and nothing regressed; 1 -- at least one metric regressed;
+2 -- the config or the history file cannot be used; 3 -- an eval could not run or ended unsuccessfully
+(nothing is recorded for the night: rerun it, and eval_set resumes where it stopped), or the night's
+logs could not be summarised or reported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+import inspect_ai
+import pandas as pd
+from rich.console import Console
+
+from emeval import __version__
+from emeval.nightly.config import ConfigError, LoadedConfig, load_config, parse_night
+from emeval.nightly.history import History, HistoryError, NightRun
+from emeval.nightly.regression import compare_nights, regression_table
+from emeval.nightly.run import NightRunError, NightRunResult, run_night
+from emeval.nightly.trends import report_sections, trend_plots, write_trend_files
+
+EXIT_OK, EXIT_REGRESSED, EXIT_CONFIG, EXIT_RUN_FAILED = 0, 1, 2, 3
+
+
+@dataclass
+class NightOutcome:
+    """What one nightly run produced (for the CLI and the tests)."""
+
+    night: str
+    baseline: str | None
+    comparison: pd.DataFrame
+    report_dir: Path
+    logs: list[str]
+
+    @property
+    def regressed(self) -> pd.DataFrame:
+        return self.comparison[self.comparison["status"] == "regressed"] if len(self.comparison) else self.comparison
+
+
+def group_patterns(result: NightRunResult, groups: list[str]) -> dict[str, str]:
+    """NAME -> glob on the log path, as ``emeval.analysis`` groups logs: ``<night dir>/*/<group>/*``."""
+    root = glob.escape(str(result.night_dir))
+    return {group: f"{root}/*/{group}/*" for group in groups}
+
+
+def summarise(result: NightRunResult, groups: list[str]) -> pd.DataFrame:
+    """The night's summary (emeval.analysis), one row per eval x group x scorer x metric, eval = config name."""
+    from emeval.analysis import samples_frame, summary_frame
+
+    samples = samples_frame(result.logs, group_patterns(result, groups))
+    eval_of_log = {log: run.eval for run in result.runs for log in run.logs}
+    samples["eval"] = samples["log"].map(eval_of_log)
+    unplaced = samples.loc[samples["eval"].isna(), "log"].unique()
+    if len(unplaced):
+        raise RuntimeError(f"logs outside the night's eval sets: {', '.join(unplaced)}")
+    return summary_frame(samples, by=("eval", "group"))
+
+
+def run_nightly(loaded: LoadedConfig, night: str) -> NightOutcome:
+    """Run the night (resuming it if started), record it, compare it, write its report."""
+    config = loaded.config
+    history = History(config.history)
+    pinned = config.baseline.isoformat() if isinstance(config.baseline, dt.date) else None
+    if pinned is not None and pinned != night:
+        history.baseline_for(night, pinned)  # fail before spending a night of compute on a missing baseline
+
+    result = run_night(config, night)
+    if result.failures:
+        raise NightRunError("eval runs did not finish:\n  " + "\n  ".join(result.failures))
+
+    from emeval.metrics import CI_LEVEL
+    from emeval.report import write_report
+
+    report_dir = Path(config.report_dir).absolute() / night
+    summary = summarise(result, config.groups)
+    history.record(
+        NightRun(
+            night=night,
+            recorded_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            config_path=str(loaded.path.absolute()),
+            config_sha256=loaded.sha256,
+            judge=f"{config.judge.role}={config.judge.model}",
+            emeval_version=__version__,
+            inspect_version=inspect_ai.__version__,
+            log_dir=str(result.night_dir),
+            logs=result.logs,
+            models={g: [m.label for m in config.models_in(g)] for g in config.groups},
+            report=str(report_dir),
+        ),
+        summary,
+        CI_LEVEL,
+    )
+    baseline = history.baseline_for(night, pinned)
+    if baseline == night:  # this night is the pinned baseline itself
+        baseline = None
+    current = history.night(night)
+    comparison = compare_nights(current, history.night(baseline) if baseline else None, config.regression)
+    trend_rows = history.results(until=night, last=config.trend_nights)
+    plots = trend_plots(trend_rows, comparison, config.groups, baseline, config.trend_metrics)
+    rule = config.regression
+    sections = report_sections(
+        night, baseline, "pinned" if pinned else "previous night", comparison, plots,
+        sorted(trend_rows["night"].unique()), rule,
+    )
+    write_report(
+        result.logs, group_patterns(result, config.groups), report_dir,
+        title=f"{config.name}: {night}", extra_sections=sections,
+    )
+    write_trend_files(report_dir, night, baseline, comparison, trend_rows, rule)
+    return NightOutcome(night, baseline, comparison, report_dir, result.logs)
+
+
+def nightly(config_path: Path, night: str | None, console: Console) -> int:
+    """The command body: returns the exit code."""
+    try:
+        loaded = load_config(config_path)
+        night = parse_night(night)
+    except ConfigError as ex:
+        console.print(f"[red]{ex}[/red]")
+        return EXIT_CONFIG
+    console.print(f"[bold]{loaded.config.name}[/bold]: night {night}, logs in {loaded.config.log_dir}/{night}")
+    try:
+        outcome = run_nightly(loaded, night)
+    except HistoryError as ex:
+        console.print(f"[red]{ex}[/red]")
+        return EXIT_CONFIG
+    except NightRunError as ex:
+        console.print(f"[red]{loaded.path}: {ex}[/red]\nRerun the same night to resume it.")
+        return EXIT_RUN_FAILED
+    except Exception:  # reading the logs or writing the report: never exit 1, which means "regressed"
+        console.print_exception()
+        console.print(f"[red]{loaded.path}: night {night} could not be summarised or reported.[/red] "
+                      "Rerun the same night: finished evals are reused, the night is recorded again.")
+        return EXIT_RUN_FAILED
+    checked = outcome.comparison["status"].isin(["regressed", "improved", "no change"]).sum()
+    console.print(f"report: {outcome.report_dir / 'index.html'}")
+    if outcome.baseline is None:
+        why = "it is the pinned baseline" if str(loaded.config.baseline) == night else "no earlier night to compare with"
+        console.print(f"[green]Recorded {night} ({why}).[/green]")
+        return EXIT_OK
+    if len(outcome.regressed):
+        console.print(regression_table(outcome.comparison, night))
+        console.print(f"[red]{len(outcome.regressed)} of {checked} metrics regressed vs {outcome.baseline}.[/red]")
+        return EXIT_REGRESSED
+    console.print(f"[green]No regression vs {outcome.baseline} ({checked} metrics checked).[/green]")
+    return EXIT_OK

@@ -1,0 +1,110 @@
+"""Running one night: an Inspect ``eval_set`` per eval x group, in ``<log_dir>/<night>/<eval>/<group>/``.
+
+Why one eval set per eval x group rather than one for everything: each eval has its own task
+args (Inspect's ``task_args`` apply to every task of a set), and the group goes into the logs'
+metadata (``emeval_nightly``), so every log says which night, eval and group it belongs to.
+Because each set has its own folder, rerunning a night resumes it: finished logs are reused and
+unfinished ones continue from their completed samples (Inspect's eval_set behaviour).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from inspect_ai import eval_set
+from inspect_ai.model import Model, get_model
+
+from emeval.nightly.config import NightlyConfig, task_name
+
+METADATA_KEY = "emeval_nightly"
+"""Eval metadata key holding {night, eval, group} in every nightly log."""
+
+
+class NightRunError(RuntimeError):
+    """An eval set could not be started (unknown task, bad model args, a log folder of another set)."""
+
+
+@dataclass
+class EvalRun:
+    """The logs of one eval x group on one night."""
+
+    eval: str
+    task: str
+    group: str
+    logs: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NightRunResult:
+    night: str
+    night_dir: Path
+    runs: list[EvalRun]
+
+    @property
+    def logs(self) -> list[str]:
+        return [log for run in self.runs for log in run.logs]
+
+    @property
+    def failures(self) -> list[str]:
+        return [f for run in self.runs for f in run.failures]
+
+
+def local_path(location: str) -> str:
+    """A log location as an absolute path when it is a local file (eval_set reports reused logs as file://)."""
+    parsed = urlparse(location)
+    if parsed.scheme == "file":
+        return unquote(parsed.path)
+    return location if parsed.scheme else str(Path(location).absolute())
+
+
+def build_models(config: NightlyConfig) -> tuple[dict[str, list[Model]], dict[str, Model]]:
+    """(subject models per group, {role: judge model}); errors name the model entry."""
+    groups: dict[str, list[Model]] = {}
+    for i, spec in enumerate(config.models):
+        try:
+            model = get_model(spec.inspect_name, **spec.inspect_args)
+        except Exception as ex:
+            raise NightRunError(f"models.{i} ({spec.label}): cannot create the model: {ex}") from ex
+        groups.setdefault(spec.group, []).append(model)
+    try:
+        judge = get_model(config.judge.model, **config.judge.args)
+    except Exception as ex:
+        raise NightRunError(f"judge ({config.judge.model}): cannot create the model: {ex}") from ex
+    return groups, {config.judge.role: judge}
+
+
+def run_night(config: NightlyConfig, night: str) -> NightRunResult:
+    """Run (or resume) every eval x group of the config for ``night``."""
+    night_dir = Path(config.log_dir).absolute() / night
+    groups, roles = build_models(config)
+    options: dict[str, Any] = dict(config.eval_set)
+    if "display" not in options and not sys.stdout.isatty():
+        options["display"] = "plain"  # cron and CI logs: no live terminal display
+    runs = []
+    for spec in config.evals:
+        for group, models in groups.items():
+            run = EvalRun(eval=spec.key, task=task_name(spec.task), group=group)
+            try:
+                _, logs = eval_set(
+                    tasks=spec.task,
+                    task_args=spec.args,
+                    model=models,
+                    model_roles=roles,
+                    log_dir=str(night_dir / spec.key / group),
+                    metadata={METADATA_KEY: {"night": night, "eval": spec.key, "group": group}},
+                    **options,
+                )
+            except Exception as ex:
+                raise NightRunError(f"eval {spec.key!r} ({spec.task}), group {group!r}: {type(ex).__name__}: {ex}") from ex
+            for log in logs:
+                run.logs.append(local_path(log.location))
+                if log.status != "success":
+                    reason = log.error.message if log.error else log.status
+                    run.failures.append(f"{spec.key}/{group}/{log.eval.model}: {log.status}: {reason} ({run.logs[-1]})")
+            runs.append(run)
+    return NightRunResult(night=night, night_dir=night_dir, runs=runs)
