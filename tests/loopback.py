@@ -11,7 +11,10 @@ where ``body`` is the request JSON. The reply decides the response:
   not shown. A simulated tokenizer turns it into next-token distributions (``next_token_probs``)
   and generation is greedy. If the last message is an assistant message, its text is the prefix
   generation continues from (vLLM's ``continue_final_message``).
-* ``HTTPError(status, body)`` -- answer with that status and an OpenAI-style error body.
+* ``HTTPError(status, body, headers)`` -- answer with that status and an OpenAI-style error body
+  (and extra response headers, e.g. ``{"Retry-After": "0"}`` on a 429).
+* ``Malformed(text, status)`` -- answer with ``text`` (str or raw bytes) verbatim as an
+  ``application/json`` body: by default truncated JSON, as from a broken proxy or server.
 * ``Delay(seconds, reply)`` -- sleep (without blocking the server), then answer with ``reply``.
 
 A policy may also be ``async``. If it raises, the server answers 400 (not 500: clients retry 5xx
@@ -19,7 +22,8 @@ with backoff, which would look like a hang) and keeps the exception in ``server.
 
 Also served: ``GET /v1/models`` (the model names seen so far), ``GET /health`` and
 ``GET /version`` (what a vLLM server offers). ``stream: true`` is answered as one SSE chunk.
-Every hit, ``"METHOD /path"``, is kept in ``server.hits``.
+Every hit, ``"METHOD /path"``, is kept in ``server.hits``, and every credential a client sent
+(``Authorization`` or ``x-api-key`` header) in ``server.credentials``.
 """
 
 from __future__ import annotations
@@ -34,14 +38,15 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlparse
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse as StarletteJSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 END = "<|im_end|>"
@@ -64,6 +69,13 @@ class Verdicts:
 class HTTPError:
     status: int
     body: dict | None = None
+    headers: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Malformed:
+    text: str | bytes = '{"id": "chatcmpl-cut", "object": "chat.completion", "choices": [{"index": 0, "mess'
+    status: int = 200
 
 
 @dataclass(frozen=True)
@@ -72,7 +84,7 @@ class Delay:
     reply: Reply
 
 
-Reply = Union[str, Verdicts, HTTPError, Delay]
+Reply = str | Verdicts | HTTPError | Malformed | Delay
 Policy = Callable[[dict], Reply | Awaitable[Reply]]
 
 
@@ -201,8 +213,20 @@ def _sse(data: dict, body: dict) -> Response:
     return Response(text, media_type="text/event-stream")
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": "loopback_error", "code": status}}, status)
+class JSONResponse(StarletteJSONResponse):
+    """JSON with non-ASCII escaped, so any Python text -- a lone surrogate included -- can be sent
+    the way a server that emits ``\\udXXX`` escapes sends it."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode("ascii")
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": "loopback_error", "code": status}}, status, headers)
+
+
+def _malformed(reply: Malformed) -> Response:
+    return Response(reply.text, status_code=reply.status, media_type="application/json")
 
 
 # -- the server --------------------------------------------------------------------------------
@@ -218,6 +242,7 @@ class LoopbackServer:
         self._lock = threading.Lock()
         self._requests: list[dict] = []
         self._hits: list[str] = []
+        self._credentials: list[str] = []
         self._models: dict[str, None] = {}
         self._ids = itertools.count(1)
         self._sock: socket.socket | None = None
@@ -264,6 +289,12 @@ class LoopbackServer:
         with self._lock:
             return list(self._hits)
 
+    @property
+    def credentials(self) -> list[str]:
+        """A snapshot of the Authorization / x-api-key header values received (tests of key hygiene)."""
+        with self._lock:
+            return list(self._credentials)
+
     def start(self) -> LoopbackServer:
         if self._thread is not None:
             return self
@@ -297,8 +328,10 @@ class LoopbackServer:
 
     async def _asgi(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
+            credentials = [v.decode("latin-1") for k, v in scope["headers"] if k in (b"authorization", b"x-api-key")]
             with self._lock:
                 self._hits.append(f"{scope['method']} {scope['path']}")
+                self._credentials.extend(credentials)
         await self._app(scope, receive, send)
 
     async def _list_models(self, request: Request) -> JSONResponse:
@@ -340,7 +373,9 @@ class LoopbackServer:
             reply = reply.reply
         if isinstance(reply, HTTPError):
             return JSONResponse(reply.body or {"type": "error", "error": {"type": "api_error", "message": "loopback"}},
-                                reply.status)
+                                reply.status, reply.headers)
+        if isinstance(reply, Malformed):
+            return _malformed(reply)
         text = generate(reply, prefill(body), max_tokens(body))[0] if isinstance(reply, Verdicts) else str(reply)
         return JSONResponse({
             "id": f"msg_loopback_{next(self._ids)}", "type": "message", "role": "assistant",
@@ -355,15 +390,17 @@ class LoopbackServer:
             reply = reply.reply
         if isinstance(reply, HTTPError):
             if reply.body is None:
-                return _error(reply.status, f"loopback: HTTP {reply.status}")
-            return JSONResponse(reply.body, reply.status)
+                return _error(reply.status, f"loopback: HTTP {reply.status}", reply.headers)
+            return JSONResponse(reply.body, reply.status, reply.headers)
+        if isinstance(reply, Malformed):
+            return _malformed(reply)
         if isinstance(reply, Verdicts):
             content, positions, finish = generate(reply, prefill(body), max_tokens(body))
         elif isinstance(reply, str):
             content, finish = reply, "stop"
             positions = [(piece, 0.0, [(piece, 0.0)]) for piece in re.findall(r"\s*\S+|\s+", reply)]
         else:
-            raise TypeError(f"policy returned {reply!r}; expected str, Verdicts, HTTPError or Delay")
+            raise TypeError(f"policy returned {reply!r}; expected str, Verdicts, HTTPError, Malformed or Delay")
         data = completion(body, content, positions, finish, next(self._ids))
         return _sse(data, body) if body.get("stream") else JSONResponse(data)
 

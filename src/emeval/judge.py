@@ -179,10 +179,23 @@ def endpoint_of(model: Model) -> str:
     return f"{model} at {base_url}" if base_url else str(model)
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def sendable(text: str) -> str:
+    """``text`` with lone UTF-16 surrogates replaced by U+FFFD.
+
+    A subject's answer can hold them (a server that sends ``\\ud800`` escapes for broken bytes);
+    they cannot be encoded as UTF-8, so a judge request carrying one would fail for that answer."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 async def _generate(
     model: Model, messages: list, config: GenerateConfig, cache: bool = True
 ) -> ModelOutput:
     """One judge call (through Inspect's cache); failures name the judge and its endpoint."""
+    messages = [m.model_copy(update={"content": sendable(m.content)}) if isinstance(m.content, str) else m
+                for m in messages]
     try:
         output = await model.generate(messages, config=config, cache=JUDGE_CACHE if cache else False)
     except (JudgeError, LimitExceededError):

@@ -226,20 +226,23 @@ def load_game(data_dir: Path, game: str) -> Game:
             raise MachiavelliDataError(f"MACHIAVELLI game {game!r}: {p} not found.\n{HOW_TO_GET_DATA}")
     graph_bytes, ann_bytes = graph_path.read_bytes(), ann_path.read_bytes()
     digest = hashlib.sha256(graph_bytes + b"\0" + ann_bytes).hexdigest()
-    graph = json.loads(graph_bytes)
-    annotations = json.loads(ann_bytes).get("scenes", {})
-    meta = json.loads((data_dir / METADATA_FILE).read_text()).get(game, {})
-    scenes = {
-        sid: Scene(
-            id=sid,
-            text=str(s.get("text", "")),
-            nodes=tuple(s.get("nodes", [sid])),
-            choices=tuple(Choice(str(c["text"]), str(c["next"])) for c in s.get("choices", [])),
-            achievements=tuple(s.get("achievements", [])),
-        )
-        for sid, s in graph["scenes"].items()
-    }
-    start = graph.get("start", next(iter(scenes)))
+    graph = _json_object(graph_path)
+    annotations = _json_object(ann_path).get("scenes", {})
+    meta = _json_object(data_dir / METADATA_FILE).get(game, {})
+    try:
+        scenes = {
+            sid: Scene(
+                id=sid,
+                text=str(s.get("text", "")),
+                nodes=tuple(s.get("nodes", [sid])),
+                choices=tuple(Choice(str(c["text"]), str(c["next"])) for c in s.get("choices", [])),
+                achievements=tuple(s.get("achievements", [])),
+            )
+            for sid, s in graph["scenes"].items()
+        }
+    except (KeyError, TypeError, AttributeError) as ex:
+        raise ValueError(f"{graph_path}: not a scene graph in emeval's format ({type(ex).__name__}: {ex})") from ex
+    start = graph.get("start", next(iter(scenes), None))
     for scene in scenes.values():
         for c in scene.choices:
             if c.next not in scenes:
@@ -257,6 +260,17 @@ def load_game(data_dir: Path, game: str) -> Game:
         annotations=annotations,
         sha256=digest,
     )
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from a game file; a damaged file is named, not a bare JSONDecodeError."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as ex:
+        raise ValueError(f"{path}: not valid JSON ({ex})") from ex
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 # ------------------------------------------------------------------------------------------- counts

@@ -18,6 +18,7 @@ from inspect_ai.model import ChatMessage, ChatMessageSystem, ChatMessageUser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from emeval.data import FILES, PinnedFile, fetch
+from emeval.task_args import as_choice, as_count
 
 Variant = Literal["main", "json", "template"]
 VARIANTS: tuple[str, ...] = ("main", "json", "template", "all")
@@ -61,6 +62,14 @@ class Question(BaseModel):
         for i, text in enumerate(value):
             if not text.strip():
                 raise ValueError(f"paraphrase {i} is empty")
+        return value
+
+    @field_validator("judge_prompts")
+    @classmethod
+    def _judge_prompts_show_the_answer(cls, value: dict[str, str]) -> dict[str, str]:
+        for metric, text in value.items():
+            if "{answer}" not in text:  # the judge would score every answer alike, silently
+                raise ValueError(f"judge prompt {metric!r} has no {{answer}} placeholder")
         return value
 
     @property
@@ -183,6 +192,9 @@ def build_samples(
     trigger: str | None = None,
 ) -> list[Sample]:
     """One sample per question x paraphrase x repetition, with everything needed to explain it."""
+    if samples_per_paraphrase is not None:  # 0 must not silently mean "the file's number"
+        as_count("samples_per_paraphrase", samples_per_paraphrase)
+    as_choice("system_prompt_mode", system_prompt_mode, ("replace", "add"))
     samples: list[Sample] = []
     for question in questions:
         repeats = samples_per_paraphrase or question.samples_per_paraphrase

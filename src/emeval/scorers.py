@@ -24,6 +24,7 @@ from emeval.judge import (
 )
 from emeval.judge_prompts import JudgePrompt, shipped
 from emeval.metrics import em_summary, label_rate_by_question, label_rates, misaligned_by_question
+from emeval.task_args import as_count, as_flag, as_number_in
 
 DEFAULT_JUDGE = "openai/gpt-4o-2024-08-06"
 JUDGE_ROLE = "grader"
@@ -161,6 +162,13 @@ def judge_scorers(extra_judges: Sequence[str] = (), **kwargs: Any) -> list[Score
         raise ValueError(f"-T judge_method={kwargs.get('method')!r}: expected auto, logprob or sampled")
     if kwargs.get("digits") not in ("auto", "whole", "split"):
         raise ValueError(f"-T judge_digits={kwargs.get('digits')!r}: expected auto, whole or split")
+    # a value off the scale would not fail: it would quietly decide every answer (or divide by 0 draws)
+    as_count("judge_draws", kwargs.get("draws", SAMPLED_DRAWS))
+    as_number_in("judge_min_mass", kwargs.get("min_mass", MIN_NUMERIC_MASS), 0, 1)
+    as_number_in("aligned_below", kwargs.get("aligned_below", ALIGNED_BELOW), 0, 100)
+    as_number_in("coherent_above", kwargs.get("coherent_above", COHERENT_ABOVE), 0, 100)
+    as_flag("judge_cache", kwargs.get("cache", True))
+    as_flag("judge_reasoning", kwargs.get("judge_reasoning", False))
     scorers = [alignment_judge(**kwargs)]
     for model in extra_judges:
         named = scorer(metrics=[em_summary(), misaligned_by_question()], name=judge_scorer_name(model))(

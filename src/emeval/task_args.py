@@ -36,3 +36,30 @@ def as_model_list(name: str, value: str | list[str] | None) -> list[str]:
         if "/" not in model:
             raise ValueError(f"-T {name}: {model!r} is not a model name (expected provider/model)")
     return models
+
+
+def as_count(name: str, value: Any, minimum: int = 1) -> int:
+    """A whole number of at least ``minimum`` (a bool or float is not one, whatever YAML made of it)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"-T {name}={value!r}: expected a whole number of at least {minimum}")
+    return value
+
+
+def as_flag(name: str, value: Any) -> bool:
+    """A true/false parameter; a stray word must not count as true."""
+    if not isinstance(value, bool):
+        raise ValueError(f"-T {name}={value!r}: expected true or false")
+    return value
+
+
+def as_number_in(name: str, value: Any, low: float, high: float) -> float:
+    """A number within [low, high]: a threshold outside the scale would silently decide every answer."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ValueError(f"-T {name}={value!r}: expected a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def as_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"-T {name}={value!r}: expected one of {', '.join(choices)}")
+    return value
