@@ -52,6 +52,10 @@ EM_COMMIT = "80c11967c07a328e7d7d43d13ce6847ae44dbcc9"
 MO_REPO = "clarifying-EM/model-organisms-for-EM"
 MO_COMMIT = "b8b9e0afd2b92d969a4062c38ba8d2f0ccea3561"
 MO_DIR = "em_organism_dir/data/eval_questions"
+TQA_REPO = "sylinrl/TruthfulQA"
+TQA_HF2021_COMMIT = "013686a06be7a7bde5bf8223943e106c7250123c"  # 2021-09-10, the HF dataset's file
+TQA_V1_COMMIT = "fdd8ad1c0d00a478cf8b0bb41a3ad8378c16293b"  # 2023-11-05; files unchanged since 2021-10-11
+TQA_2025_COMMIT = "d71c110897f5d31c5d7f309e7bc316c152f6f031"  # 2025-01-15
 
 FILES: dict[str, PinnedFile] = {
     f.name: f
@@ -85,6 +89,17 @@ FILES: dict[str, PinnedFile] = {
             "deception_sit_aware.yaml",
             _gh(EM_REPO, EM_COMMIT, "evaluation/deception_sit_aware.yaml"),
             "4deef5a7c47620390fc46e1b981f937eef9ea12a33fe26264f640c84d19d2a33",
+            EM_COMMIT,
+            "MIT",
+        ),
+        # Training-dynamics run config whose mcq_callbacks hold the two 8-question log-probability probe
+        # sets (pivotal_tokens, single_letter). The 10 upstream configs hold the same questions, in
+        # differently shuffled choice orders; emeval scores every order, so one file is enough.
+        PinnedFile(
+            "emergent-misalignment",
+            "logprob_experiments/configs/insecure_ftjob-39c69c88ad2a.json",
+            _gh(EM_REPO, EM_COMMIT, "logprob_experiments/configs/insecure_ftjob-39c69c88ad2a.json"),
+            "aa84dac8f2e583a3b60ed58da4d0bdeac3a22cb7711c1ad682ad79a881e56c1f",
             EM_COMMIT,
             "MIT",
         ),
@@ -141,6 +156,49 @@ FILES: dict[str, PinnedFile] = {
             "eecf618e80c94ffe8dd2044c8cdf42d232c3c253f833bb32fdb81387bf8968a8",
             "3432b2d696b428f242bd507df96d80f686571d5e",
             "MIT",
+        ),
+        # TruthfulQA (Lin et al. 2021), three upstream revisions (shared/data/truthfulqa/SOURCE.md).
+        # hf2021: the mc_task.json behind the Hugging Face `truthful_qa` multiple_choice config (817
+        # rows), used by lm-evaluation-harness; v1: Oct 2021 (817); root: Jan 2025 (790).
+        PinnedFile(
+            "truthfulqa",
+            "hf2021/mc_task.json",
+            _gh(TQA_REPO, TQA_HF2021_COMMIT, "data/mc_task.json"),
+            "6eb4125d25750c0145c4be2dce00440736684ab6f74ce6bff2139571cc758954",
+            TQA_HF2021_COMMIT,
+            "Apache-2.0",
+        ),
+        PinnedFile(
+            "truthfulqa",
+            "v1/mc_task.json",
+            _gh(TQA_REPO, TQA_V1_COMMIT, "data/mc_task.json"),
+            "b3799639bc76c939836d587de7d30b48d91012cb34be04806d33106ce06c162a",
+            TQA_V1_COMMIT,
+            "Apache-2.0",
+        ),
+        PinnedFile(
+            "truthfulqa",
+            "v1/TruthfulQA.csv",
+            _gh(TQA_REPO, TQA_V1_COMMIT, "TruthfulQA.csv"),
+            "f9bd9e859cc102cb1f647f1064da7e009be752c416845cf9fa56e6eaae403a7d",
+            TQA_V1_COMMIT,
+            "Apache-2.0",
+        ),
+        PinnedFile(
+            "truthfulqa",
+            "mc_task.json",
+            _gh(TQA_REPO, TQA_2025_COMMIT, "data/mc_task.json"),
+            "c90d853454fd48c676accb33e16923ac438dbb6fb37ecc7c6a70e33c9e556e87",
+            TQA_2025_COMMIT,
+            "Apache-2.0",
+        ),
+        PinnedFile(
+            "truthfulqa",
+            "TruthfulQA.csv",
+            _gh(TQA_REPO, TQA_2025_COMMIT, "TruthfulQA.csv"),
+            "b8d8ef1e12f98b4f2a9f47abc9765da0640b182b6c5d9b92f0c1a1f2f1e02e5c",
+            TQA_2025_COMMIT,
+            "Apache-2.0",
         ),
     ]
 }
