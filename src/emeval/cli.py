@@ -9,7 +9,11 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
+from emeval.audit import audit_command
 from emeval.data import DataError
+from emeval.report.command import compare_command, report_command
+from emeval.nightly.cli import nightly_command
+from emeval.sweep_cli import sweep_command
 
 app = typer.Typer(help="Emergent-misalignment evaluation on Inspect.", no_args_is_help=True)
 console = Console()
@@ -88,9 +92,15 @@ def demo(
 @app.command()
 def summary(log: Path = typer.Argument(..., help="An Inspect log (.eval or .json).")) -> None:
     """Print the headline table of a finished free-form run."""
+    from emeval.judge_logs import LogError
     from emeval.summary import print_summary
 
-    if print_summary(log, console).status != "success":
+    try:
+        status = print_summary(log, console).status
+    except LogError as ex:
+        console.print(f"[red]{ex}[/red]")
+        raise typer.Exit(1) from None
+    if status != "success":
         raise typer.Exit(1)
 
 
@@ -165,6 +175,14 @@ def judge_agreement_command(
     if json_path is not None:
         json_path.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
         console.print(f"json: {json_path}")
+
+
+app.command("audit")(audit_command)
+app.command("nightly")(nightly_command)
+app.command("sweep")(sweep_command)
+
+app.command("report")(report_command)
+app.command("compare")(compare_command)
 
 
 if __name__ == "__main__":  # pragma: no cover
