@@ -11,6 +11,11 @@ model, answers are resampled (exactly ``metrics.bootstrap_mean_ci``, so a one-mo
 the log's own ``em_summary`` CI); with several models, a two-stage (cluster) bootstrap resamples
 the models with replacement, then each drawn model's answers with replacement, so the interval
 reflects both the spread between models and the sampling noise within each.
+
+A model is its name plus the weights it loaded (``model_id``): every local checkpoint is called
+``hf/local``, its path lives in the eval's model args, so two checkpoints are two models. An eval
+is its task name, qualified by the question set (``free_form[preregistered]``) when logs of one
+task were run on different question sets, so different questions are never pooled.
 """
 
 from __future__ import annotations
@@ -26,14 +31,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from inspect_ai.analysis import EvalColumn, SampleColumn, samples_df
-from inspect_ai.log import EvalLog, EvalSample, list_eval_logs
+from inspect_ai.log import EvalLog, EvalSample, list_eval_logs, read_eval_log
 from inspect_ai.scorer import CORRECT, INCORRECT, NOANSWER, PARTIAL, value_to_float
 
 from emeval.judge_logs import LogError, read_log
 from emeval.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL, bootstrap_mean_ci
 
 SAMPLE_COLUMNS = [
-    "log", "eval", "dataset", "model", "group", "run_id", "eval_id", "created", "trigger",
+    "log", "eval", "dataset", "model", "model_id", "group", "run_id", "eval_id", "created", "trigger",
     "sample_id", "epoch", "question_id", "question", "answer", "error",
     "scorer", "metric", "value", "category", "judge_model", "judge_method", "judge_prompts",
 ]
@@ -42,8 +47,14 @@ SAMPLE_COLUMNS = [
 SUMMARY_KEYS = ("scorer", "metric")
 """Always part of a summary's grouping: one row per score key of one scorer."""
 
-CLUSTER = "model"
+CLUSTER = "model_id"
 """The unit resampled first when a group pools several models."""
+
+MODEL_PATH_ARGS = ("model_path", "model_name_or_path", "pretrained", "checkpoint", "checkpoint_path")
+"""Model args that name the weights a provider loaded (``hf/local`` -M model_path=...)."""
+
+QUESTION_SET_ARG = "questions"
+"""The task arg that picks an eval's question set."""
 
 
 # -- which files -----------------------------------------------------------------------------------
@@ -157,6 +168,14 @@ _READ_COLUMNS = [
 ]
 
 
+def model_id(header: EvalLog) -> str:
+    """The model's name, plus the path of its weights where the model args name one
+    (``hf/local:/ckpt/step-500``): the provider name alone cannot tell local checkpoints apart."""
+    args = header.eval.model_args or {}
+    path = next((args[k] for k in MODEL_PATH_ARGS if args.get(k)), None)
+    return f"{header.eval.model}:{path}" if path else header.eval.model
+
+
 def _trigger(header: EvalLog) -> str | None:
     value = (header.eval.metadata or {}).get("trigger") or (header.eval.task_args or {}).get("trigger")
     return str(value) if value else None
@@ -165,17 +184,26 @@ def _trigger(header: EvalLog) -> str | None:
 def _read_one(path: Path) -> tuple[EvalLog, pd.DataFrame]:
     header = read_log(path, header_only=True)  # names the file if it is no log at all
     try:
-        wide = samples_df(str(path), columns=_READ_COLUMNS, quiet=True, exclude_fields={"events"})
+        # samples_df only takes a path named like an Inspect log (``<date>_<task>_<id>.json``); a
+        # renamed .json log (``baseline.json``) is read whole here (as samples_df would) and passed in.
+        source = str(path) if path.suffix == ".eval" else read_eval_log(str(path), exclude_fields={"events"})
+        wide = samples_df(source, columns=_READ_COLUMNS, quiet=True, exclude_fields={"events"})
     except Exception as ex:  # a corrupt sample body, a truncated zip member...
         raise LogError(f"{path}: samples could not be read ({type(ex).__name__}: {ex})") from ex
+    expected = header.results.completed_samples if header.results else 0
+    if wide.empty and expected:
+        raise LogError(f"{path}: the header reports {expected} samples but none could be read"
+                       " (was it run with --no-log-samples?)")
     rows: list[dict[str, Any]] = []
     trigger = _trigger(header)
+    identity = model_id(header)
     for record in wide.to_dict("records"):
         base = {
             "log": str(path),
             "eval": _short_task(record["task"]),
             "dataset": record.get("dataset"),
             "model": record["model"],
+            "model_id": identity,
             "group": record["model"],
             "run_id": record["run_id"],
             "eval_id": record["eval_id"],
@@ -214,11 +242,13 @@ def as_glob(pattern: str) -> str:
     return pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
 
 
-def group_of(model: str, log: str, groups: Mapping[str, str] | None) -> str:
-    """The first group whose glob pattern matches the model name, the log path or its file name;
-    the model name itself when none does (so an ungrouped model stays visible, alone)."""
+def group_of(model: str, log: str, groups: Mapping[str, str] | None, identity: str | None = None) -> str:
+    """The first group whose glob pattern matches the model name, its ``model_id`` (name:weights
+    path), the log path or its file name; the model name itself when none does (so an ungrouped
+    model stays visible, alone)."""
+    texts = (model, identity or model, log, Path(log).name)
     for name, pattern in (groups or {}).items():
-        if any(fnmatch.fnmatchcase(text, as_glob(pattern)) for text in (model, log, Path(log).name)):
+        if any(fnmatch.fnmatchcase(text, as_glob(pattern)) for text in texts):
             return name
     return model
 
@@ -226,9 +256,9 @@ def group_of(model: str, log: str, groups: Mapping[str, str] | None) -> str:
 def assign_groups(samples: pd.DataFrame, groups: Mapping[str, str] | None) -> pd.DataFrame:
     """A copy of ``samples`` with ``group`` set from NAME -> glob pattern (see ``group_of``)."""
     out = samples.copy()
-    pairs = out[["model", "log"]].drop_duplicates()
-    lookup = {(m, lg): group_of(m, lg, groups) for m, lg in pairs.itertuples(index=False)}
-    out["group"] = [lookup[(m, lg)] for m, lg in zip(out["model"], out["log"], strict=True)]
+    keys = list(zip(out["model"], out["log"], out["model_id"], strict=True))
+    lookup = {key: group_of(key[0], key[1], groups, key[2]) for key in dict.fromkeys(keys)}
+    out["group"] = [lookup[key] for key in keys]
     return out
 
 
@@ -273,9 +303,37 @@ def read_logs(logs: Iterable[str | Path], groups: Mapping[str, str] | None = Non
         headers[str(path)] = header
         frames.append(frame)
     samples = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SAMPLE_COLUMNS)
+    samples["eval"] = samples["log"].map(eval_keys(headers))
     samples["epoch"] = samples["epoch"].astype(int)
     samples["value"] = samples["value"].astype(float)
     return LogData(assign_groups(samples, groups), headers)
+
+
+def _question_set_label(value: Any) -> str:
+    if isinstance(value, str):
+        return Path(value).stem if value.endswith((".yaml", ".yml", ".json", ".jsonl", ".csv")) else value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def eval_keys(headers: Mapping[str, EvalLog]) -> dict[str, str]:
+    """Log path -> the eval it counts under: the short task name, or ``task[question set]`` when
+    logs of that task were run on different question sets (task arg ``questions``), so that their
+    answers are summarised apart. A question set given as a file is labelled by its stem, or by its
+    full path where two files share a stem."""
+    task = {path: _short_task(h.eval.task) for path, h in headers.items()}
+    chosen = {path: (h.eval.task_args or {}).get(QUESTION_SET_ARG) for path, h in headers.items()}
+    keys = dict(task)
+    for name in set(task.values()):
+        mine = [path for path in task if task[path] == name]
+        values = {json.dumps(chosen[p], sort_keys=True, default=str): chosen[p] for p in mine}
+        if len(values) < 2:
+            continue
+        labels = {text: _question_set_label(value) for text, value in values.items()}
+        if len(set(labels.values())) < len(labels):  # two files with one stem: the full value
+            labels = {text: str(value) for text, value in values.items()}
+        for path in mine:
+            keys[path] = f"{name}[{labels[json.dumps(chosen[path], sort_keys=True, default=str)]}]"
+    return keys
 
 
 def samples_frame(logs: list[Path | str], groups: Mapping[str, str] | None = None) -> pd.DataFrame:
@@ -341,7 +399,12 @@ def pooled_mean_ci(
 def value_clusters(values: pd.DataFrame) -> list[np.ndarray]:
     """The defined values of one cell, split by model (in a stable order)."""
     defined = values.dropna(subset=["value"])
-    return [g["value"].to_numpy() for _, g in defined.groupby(CLUSTER, sort=True)]
+    return [g["value"].to_numpy() for _, g in defined.groupby(cluster_column(values), sort=True)]
+
+
+def cluster_column(frame: pd.DataFrame) -> str:
+    """``model_id`` (name + weights path); ``model`` for a frame built without it."""
+    return CLUSTER if CLUSTER in frame.columns else "model"
 
 
 def summary_frame(
@@ -365,7 +428,8 @@ def summary_frame(
         clusters = value_clusters(cell)
         mean, low, high = pooled_mean_ci(clusters, resamples, seed, level)
         defined = cell.dropna(subset=["value"])
-        models = sorted(defined[CLUSTER].unique()) if len(defined) else sorted(cell[CLUSTER].unique())
+        cluster = cluster_column(cell)
+        models = sorted(defined[cluster].unique()) if len(defined) else sorted(cell[cluster].unique())
         rows.append({
             **dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
             "n": int(len(defined)),

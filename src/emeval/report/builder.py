@@ -83,10 +83,10 @@ def run_rows(data: LogData) -> list[dict[str, Any]]:
         rows.append({
             "log": Path(path).name,
             "path": path,
-            "eval": header.eval.task.split("/", 1)[-1],
+            "eval": mine["eval"].iloc[0] if len(mine) else header.eval.task.split("/", 1)[-1],
             "dataset": header.eval.dataset.name,
             "group": mine["group"].iloc[0] if len(mine) else header.eval.model,
-            "model": header.eval.model,
+            "model": mine["model_id"].iloc[0] if len(mine) else header.eval.model,
             "model_revision": _model_revision(header),
             "trigger": mine["trigger"].dropna().iloc[0] if mine["trigger"].notna().any() else None,
             "created": header.eval.created,
@@ -159,7 +159,7 @@ def summary_tables(summary: pd.DataFrame, samples: pd.DataFrame, order: Sequence
             by_metric = mine.set_index("metric")
             rows.append({
                 "group": group,
-                "models": sorted(part["model"].unique()),
+                "models": sorted(part["model_id"].unique()),
                 "answers": int(part.drop_duplicates(["log", "sample_id", "epoch"]).shape[0]),
                 "cells": [_records(by_metric.loc[[m]].reset_index())[0] if m in by_metric.index else None
                           for m in metrics],
@@ -378,7 +378,7 @@ def write_report(
         "inspect_version": _package_version("inspect_ai"),
         "dates": (created[0][:10], created[-1][:10]) if created else ("", ""),
         "groups": [{"name": g, "pattern": (groups or {}).get(g),
-                    "models": sorted(samples.loc[samples["group"] == g, "model"].unique())} for g in order],
+                    "models": sorted(samples.loc[samples["group"] == g, "model_id"].unique())} for g in order],
         "n_answers": int(samples.drop_duplicates(["log", "sample_id", "epoch"]).shape[0]),
         "runs": runs,
         "tables": summary_tables(summary, samples, order),
