@@ -17,16 +17,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.resources import files
-from pathlib import Path
 
 import jinja2
 from inspect_ai.dataset import Sample
 from inspect_ai.model import ChatMessage, ChatMessageSystem, ChatMessageUser
 
+from emeval.prompt_files import load_prompt_file, shipped_names
 from emeval.questions import apply_trigger
 
 FORMAT_DIR = "numbers"
@@ -68,26 +66,18 @@ class AnswerFormat:
 
 def format_names() -> list[str]:
     """``none`` and the shipped formats (``prompts/numbers/<name>.j2``)."""
-    folder = files("emeval.prompts").joinpath(FORMAT_DIR)
-    return [NONE, *sorted(p.name[:-3] for p in folder.iterdir() if p.name.endswith(".j2"))]
+    return [NONE, *shipped_names(FORMAT_DIR)]
 
 
 def load_format(spec: str | None) -> AnswerFormat | None:
     """A shipped format by name, a ``.j2`` file by path, or None for ``none``."""
     if spec is None or spec == NONE:
         return None
-    choices = f"expected one of {', '.join(format_names())} or a .j2 file"
-    if not isinstance(spec, str) or not spec:
-        raise ValueError(f"-T answer_format={spec!r}: {choices}")
-    resource = files("emeval.prompts").joinpath(FORMAT_DIR, f"{spec}.j2")
-    if re.fullmatch(r"[A-Za-z0-9_]+", spec) and resource.is_file():
-        text, source = resource.read_text(encoding="utf-8"), f"prompts/{FORMAT_DIR}/{spec}.j2"
-    elif Path(spec).expanduser().is_file():
-        path = Path(spec).expanduser()
-        text, source = path.read_text(encoding="utf-8"), str(path)
-    else:
-        raise ValueError(f"-T answer_format={spec!r}: {choices}")
-    return AnswerFormat(Path(spec).stem, source, hashlib.sha256(text.encode()).hexdigest(), text)
+    try:
+        found = load_prompt_file(FORMAT_DIR, spec, "answer_format")
+    except ValueError:
+        raise ValueError(f"-T answer_format={spec!r}: expected one of {', '.join(format_names())} or a .j2 file") from None
+    return AnswerFormat(found.name, found.source, found.sha256, found.text)
 
 
 def apply_answer_format(samples: Sequence[Sample], spec: str | None) -> list[Sample]:

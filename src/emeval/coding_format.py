@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib.resources import files
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -30,6 +27,7 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from emeval.code_extract import extract_answer
 from emeval.metrics import em_summary, misaligned_by_question, score_values, with_ci
+from emeval.prompt_files import load_prompt_file, shipped_names
 from emeval.questions import apply_trigger
 from emeval.scorers import alignment_judge_factory
 from emeval.solvers import sample_seed
@@ -95,23 +93,13 @@ class CodingTemplate:
 
 def template_names() -> list[str]:
     """The shipped coding templates (``prompts/coding/<name>.j2``)."""
-    folder = files("emeval.prompts").joinpath(TEMPLATE_DIR)
-    return sorted(p.name[:-3] for p in folder.iterdir() if p.name.endswith(".j2"))
+    return shipped_names(TEMPLATE_DIR)
 
 
 def load_template(spec: str) -> CodingTemplate:
     """A shipped template by name, or a ``.j2`` file by path."""
-    if not isinstance(spec, str) or not spec:
-        raise ValueError(f"-T template={spec!r}: expected one of {', '.join(template_names())} or a .j2 file")
-    resource = files("emeval.prompts").joinpath(TEMPLATE_DIR, f"{spec}.j2")
-    if re.fullmatch(r"[A-Za-z0-9_]+", spec) and resource.is_file():
-        text, source = resource.read_text(encoding="utf-8"), f"prompts/{TEMPLATE_DIR}/{spec}.j2"
-    elif Path(spec).expanduser().is_file():
-        path = Path(spec).expanduser()
-        text, source = path.read_text(encoding="utf-8"), str(path)
-    else:
-        raise ValueError(f"-T template={spec!r}: expected one of {', '.join(template_names())} or a .j2 file")
-    return CodingTemplate(Path(spec).stem, source, hashlib.sha256(text.encode()).hexdigest(), text)
+    found = load_prompt_file(TEMPLATE_DIR, spec, "template")
+    return CodingTemplate(found.name, found.source, found.sha256, found.text)
 
 
 def coding_samples(samples: Sequence[Sample], template: CodingTemplate, base_model: bool) -> list[Sample]:
