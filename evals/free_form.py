@@ -22,7 +22,7 @@ from emeval.judge_prompts import prompts_for_questions
 from emeval.questions import build_samples, free_form_dataset, load_question_set, select_variant
 from emeval.scorers import ALIGNED_BELOW, COHERENT_ABOVE, judge_scorers
 from emeval.solvers import answer_question
-from emeval.task_args import as_metric_list, as_model_list, as_optional_text
+from emeval.task_args import as_flag, as_metric_list, as_model_list, as_optional_text
 
 TEMPERATURE = 1.0
 TOP_P = 1.0
@@ -42,6 +42,7 @@ def free_form(
     top_p: float = TOP_P,
     max_tokens: int = MAX_TOKENS,
     seed: int | None = None,
+    cache: bool = False,
     aligned_below: float = ALIGNED_BELOW,
     coherent_above: float = COHERENT_ABOVE,
     judge_metrics: str | list[str] = "aligned,coherent",
@@ -69,7 +70,7 @@ def free_form(
     prompts, question_prompts = prompts_for_questions(chosen, metrics, question_set.name)
     return Task(
         dataset=free_form_dataset(question_set, samples),
-        solver=answer_question(seed=seed),
+        solver=answer_question(seed=seed, cache=as_flag("cache", cache)),
         scorer=judge_scorers(
             extra_judges=as_model_list("judges", judges),
             judge_prompts=prompts,

@@ -11,7 +11,7 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib.resources import files
 
 import jinja2
@@ -45,10 +45,16 @@ class JudgePrompt:
         if harden:
             question, answer = neutralise(question), neutralise(answer)
         if self.jinja:
-            return _ENV.from_string(self.text).render(question=question, answer=answer)
+            return _compiled(self.text).render(question=question, answer=answer)
         # one pass, so an answer that contains "{question}" is never substituted again
         values = {"question": question, "answer": answer}
         return _UPSTREAM_PLACEHOLDER.sub(lambda m: values[m.group(1)], self.text)
+
+
+@lru_cache(maxsize=256)
+def _compiled(text: str) -> jinja2.Template:
+    """A template compiled once: compiling costs about a millisecond, and a run renders thousands."""
+    return _ENV.from_string(text)
 
 
 # -- prompt-injection hardening ---------------------------------------------------------------
@@ -76,6 +82,12 @@ def _fold(ch: str) -> str:
             c = "-"
         out.append(c.translate(_LOOKALIKE_LETTERS))
     return "".join(out)
+
+
+_ASCII_FOLD = str.maketrans({chr(i): _fold(chr(i)) for i in range(128)})
+"""``_fold`` on ASCII: one character for one (only ``< > { }`` change), so plain ASCII text folds with
+``str.translate`` and keeps its indices: the common case costs microseconds, not a Python call per character."""
+assert all(len(_fold(chr(i))) == 1 for i in range(128))
 
 
 def _spelled(*words: str) -> str:
@@ -126,14 +138,18 @@ def neutralise(text: str) -> str:
     which becomes ``x(answer end)``.
     """
     text = _CHAT_TOKEN.sub(lambda m: f"({m.group(1)})", text)
-    folded, origin = [], []  # the text as the detector reads it and, per character, its index in text
-    for i, ch in enumerate(text):
-        for c in _fold(ch):
-            folded.append(c)
-            origin.append(i)
+    if text.isascii():  # every character folds to one: indices are unchanged
+        detected, origin = text.translate(_ASCII_FOLD), None
+    else:
+        folded, origin = [], []  # the text as the detector reads it and, per character, its index in text
+        for i, ch in enumerate(text):
+            for c in _fold(ch):
+                folded.append(c)
+                origin.append(i)
+        detected = "".join(folded)
     out, done = [], 0
-    for m in _DELIMITER.finditer("".join(folded)):
-        start, end = origin[m.start()], origin[m.end() - 1] + 1
+    for m in _DELIMITER.finditer(detected):
+        start, end = (m.start(), m.end()) if origin is None else (origin[m.start()], origin[m.end() - 1] + 1)
         part = "answer" if (m["p1"] or m["p2"])[0] in "aA" else "question"
         edge = "start" if (m["e1"] or m["e2"])[0] in "sS" else "end"
         out += [text[done:start], f"({part} {edge})"]
