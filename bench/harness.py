@@ -1,0 +1,242 @@
+"""Harness efficiency and judge cost: the free-form eval through Inspect against the lean server.
+
+    python bench/harness.py [--samples 800] [--concurrency 64] [--latency 0.5] [--repeats 1]
+                            [--pools shared|split] [--set display=none --set log_buffer=100 ...]
+                            [-T cache=true ...] [--rerun] [--profile out.prof]
+
+N samples of evals/free_form.py: each is one subject call, then the judge's two concurrent calls
+(aligned, coherent; 1 token, top-20 log-probabilities). The subject and the judge are
+``openai-api/bench/...`` models at the lean server (its own process, latency L). Printed per run:
+wall time, ideal time and its formula (bench/common.py ``ideal_seconds``), ratio = ideal / wall,
+the eval process's CPU seconds per model call (all threads, eval() only: imports excluded),
+the server's CPU per call, judge calls and input/output tokens per sample, and with ``--rerun``
+the same eval again on the same Inspect cache: its subject and judge call counts.
+
+``--pools shared`` (default): subject and judge are the same model name, so they share one pool of
+C connections: calls x L / C is the ideal, as in the issue. ``--pools split``: a ``bench-subject``
+and a ``bench-judge`` model, each with its own pool of C (as a real subject and a real judge).
+``--set`` passes eval() options (YAML values); ``-T`` passes task parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from upstream_patches import PATCHES
+from common import ROOT, ideal_seconds, lean_server, load_average, median, question_file
+
+
+def parse_pairs(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        out[key.replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def run_eval(args, server, work: Path, task_args: dict, options: dict, profile: str | None = None):
+    """One eval() call; returns (log, start and end on time.monotonic(), CPU seconds)."""
+    from inspect_ai import eval as inspect_eval
+    from inspect_ai.model import get_model
+
+    subject_name, judge_name = ("bench-model", "bench-model") if args.pools == "shared" else ("bench-subject", "bench-judge")
+    subject = get_model(f"openai-api/bench/{subject_name}", base_url=server.base_url, api_key="bench")
+    judge = get_model(f"openai-api/bench/{judge_name}", base_url=server.base_url, api_key="bench")
+    settings = dict(max_connections=args.concurrency, max_samples=args.concurrency, display="none")
+    settings.update(options)
+    os.chdir(ROOT)  # Inspect takes task files by relative path
+    task = "evals/free_form.py"
+    _gc_setting(args.gc)
+    gc_time = _gc_timer()
+    profiler = cProfile.Profile() if profile else None
+    cpu0, t0 = time.process_time(), time.monotonic()
+    if profiler:
+        profiler.enable()
+    [log] = inspect_eval(task, model=subject, model_roles={"grader": judge}, task_args=task_args,
+                         log_dir=str(work / "logs"), **settings)
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    end, cpu = time.monotonic(), time.process_time() - cpu0
+    global gc_seconds
+    gc_seconds = gc_time()[2]
+    import gc
+
+    print(f"  garbage collector: {gc_time()[0]:.2f}s in {gc_time()[1]} collections of the oldest generation, "
+          f"{gc_time()[2]:.2f}s in all; {len(gc.get_objects())} objects tracked, {gc.get_freeze_count()} frozen")
+    return log, t0, end, cpu
+
+
+gc_seconds = 0.0
+
+
+def judge_tokens(log_location: str, limit: int = 50) -> str:
+    """Judge input tokens per sample counted by a real BPE tokenizer (the embedded SmolLM2's, when it
+    is cached; GPT-4o's o200k needs a download) over the judge prompts of the first ``limit`` samples."""
+    from inspect_ai.log import read_eval_log_samples
+
+    from emeval.local_model import demo_model_dir
+
+    path = demo_model_dir() / "tokenizer.json"
+    if not path.is_file():
+        return "(no cached tokenizer: run `emeval demo` once to count real tokens)"
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    counts, outputs = [], []
+    for n, sample in enumerate(read_eval_log_samples(log_location, all_samples_required=False, resolve_attachments=True)):
+        if n == limit:
+            break
+        events = [e for e in sample.events if e.event == "model" and getattr(e, "role", None) == "grader"]
+        counts.append(sum(len(tokenizer.encode(m.text).ids) for e in events for m in e.input))
+        outputs.append(sum(e.output.usage.output_tokens for e in events if e.output.usage))
+    return (f"{sum(counts) / len(counts):.0f} judge input tokens per sample by the SmolLM2 tokenizer "
+            f"(prompt text, no chat template), {sum(outputs) / len(outputs):.2f} output tokens per sample "
+            f"(first {len(counts)} samples)")
+
+
+def _gc_setting(mode: str) -> None:
+    """Garbage-collector experiments. ``freeze``: ``gc.freeze()`` once the first sample has started,
+    inside the timed eval, so everything imported and built at start-up (Inspect, the providers,
+    the dataset) leaves the collector's view: what an upstream "freeze after start-up" would do."""
+    import gc
+
+    if mode == "freeze-threshold":
+        gc.set_threshold(20_000, 20, 10)  # fewer young collections: short-lived objects die unscanned
+        mode = "freeze"
+    if mode == "freeze":
+        from inspect_ai._eval.task import run
+
+        first = run.init_sample_assistant_internal
+
+        def init_then_freeze(*args, **kwargs):
+            result = first(*args, **kwargs)  # imports the providers' per-sample state (anthropic, openai)
+            run.init_sample_assistant_internal = first
+            gc.freeze()
+            return result
+
+        run.init_sample_assistant_internal = init_then_freeze
+    elif mode == "disable":
+        gc.disable()
+
+
+def _gc_timer():
+    """Time spent in the cyclic garbage collector from now on: (gen-2 seconds, gen-2 count, all seconds)."""
+    import gc
+
+    totals = [0.0, 0, 0.0]
+    started: list[float] = []
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            started.append(time.thread_time())
+        elif started:
+            spent = time.thread_time() - started.pop()  # CPU time: a loaded machine inflates wall time
+            totals[2] += spent
+            if info.get("generation") == 2:
+                totals[0] += spent
+                totals[1] += 1
+
+    gc.callbacks.append(callback)
+    return lambda: tuple(totals)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="free-form eval through Inspect against the lean loopback server")
+    parser.add_argument("--samples", type=int, default=800)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--latency", type=float, default=0.5)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--pools", choices=["shared", "split"], default="shared")
+    parser.add_argument("--set", dest="options", action="append", default=[], metavar="OPTION=VALUE",
+                        help="eval() option, e.g. display=none, log_buffer=100, log_realtime=false")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="environment variable for the eval, e.g. INSPECT_TRACE_LEVEL=warning")
+    parser.add_argument("-T", dest="task_args", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--json", help="append one JSON line per run to this file (for bench/compare.py)")
+    parser.add_argument("--rerun", action="store_true", help="run again on the same cache: count the calls")
+    parser.add_argument("--profile", help="write a cProfile of the (first) eval to this file")
+    parser.add_argument("--patch", action="append", default=[], choices=sorted(PATCHES),
+                        help="apply a bench-only monkeypatch that stands for an upstream Inspect change")
+    parser.add_argument("--gc", choices=["default", "freeze", "freeze-threshold", "disable"],
+                        default="default", help="garbage-collector experiment (bench only)")
+    args = parser.parse_args()
+
+    options = parse_pairs(args.options)
+    for pair in args.env:
+        name, _, value = pair.partition("=")
+        os.environ[name] = value
+    for name in args.patch:
+        PATCHES[name]()
+    work = Path(tempfile.mkdtemp(prefix="emeval-bench-"))
+    os.environ["INSPECT_CACHE_DIR"] = str(work / "cache")  # a fresh judge cache: first runs pay for every call
+    os.environ.setdefault("EMEVAL_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+    task_args = {"questions": str(question_file(work / "questions.yaml", args.samples)), "seed": 0}
+    task_args.update(parse_pairs(args.task_args))
+    max_samples = options.get("max_samples", args.concurrency)
+    ideal, formula = ideal_seconds(args.samples, args.latency, args.concurrency,
+                                   shared_pool=args.pools == "shared", max_samples=max_samples)
+    print(f"harness: {args.samples} samples (1 subject + 2 concurrent judge calls each), C={args.concurrency}, "
+          f"L={args.latency}s, pools={args.pools}, options={options or '{}'}, task args={task_args}")
+    print(f"ideal = {formula} = {ideal:.2f}s   load before: {load_average()}   python {sys.version.split()[0]}")
+
+    ratios, cpu_per_call = [], []
+    with lean_server(args.latency) as server:
+        for repeat in range(args.repeats):
+            os.environ["INSPECT_CACHE_DIR"] = str(work / f"cache-{repeat}")
+            server.reset()
+            log, start, end, cpu = run_eval(args, server, work / f"run-{repeat}", task_args, options,
+                                            args.profile if repeat == 0 else None)
+            stats = server.stats()
+            calls = sum(stats["calls"].values())
+            assert log.status == "success", log.error
+            n = log.results.completed_samples if log.results else args.samples
+            wall = end - start
+            ratio = ideal / wall
+            ratios.append(ratio)
+            cpu_per_call.append(cpu / calls * 1000)
+            active = stats["last_response"] - stats["first_request"]
+            print(f"run {repeat + 1}: wall {wall:.2f}s  ratio {ratio:.3f}  eval CPU {cpu:.1f}s = "
+                  f"{cpu / calls * 1000:.2f} ms/call  server CPU {stats['cpu_s'] / calls * 1000:.2f} ms/call  "
+                  f"calls {stats['calls']}  server max in flight {stats['max_in_flight']}  load {load_average()}")
+            if args.json:
+                record = {"wall": wall, "ideal": ideal, "ratio": ratio, "cpu_ms_per_call": cpu / calls * 1000,
+                          "server_cpu_ms_per_call": stats["cpu_s"] / calls * 1000, "calls": stats["calls"],
+                          "startup": stats["first_request"] - start, "active": active,
+                          "active_ratio": ideal / active, "finish": end - stats["last_response"],
+                          "gc_s": gc_seconds, "load": load_average()}
+                with open(args.json, "a") as out:
+                    out.write(json.dumps(record) + "\n")
+            print(f"  phases: start-up {stats['first_request'] - start:.2f}s, calls {active:.2f}s "
+                  f"(ratio while calling {ideal / active:.3f}), finish {end - stats['last_response']:.2f}s")
+            judge_calls = stats["calls"]["judge"]
+            print(f"  judge cost per sample: {judge_calls / n:.2f} calls, "
+                  f"{stats['prompt_tokens']['judge'] / n:.0f} input tokens, "
+                  f"{stats['completion_tokens']['judge'] / n:.2f} output tokens "
+                  f"({stats['completion_tokens']['judge'] / max(judge_calls, 1):.2f} per call; "
+                  f"tokens = the server's whitespace words)")
+            if repeat == 0:
+                print(f"  {judge_tokens(log.location)}")
+            if args.rerun and repeat == 0:
+                server.reset()
+                _, start2, end2, _ = run_eval(args, server, work / "rerun", task_args, options)
+                wall2 = end2 - start2
+                again = server.stats()["calls"]
+                print(f"  rerun on the same cache: subject calls {again['subject']}, judge calls {again['judge']}, "
+                      f"wall {wall2:.2f}s")
+    if args.repeats > 1:
+        print(f"median of {args.repeats}: ratio {median(ratios):.3f}  eval CPU {median(cpu_per_call):.2f} ms/call")
+    print(f"logs and caches in {work}")
+
+
+if __name__ == "__main__":
+    main()
