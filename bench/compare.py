@@ -45,8 +45,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=800)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.5)
-    parser.add_argument("--only", nargs="*", help="configuration names (prefixes) to run")
+    parser.add_argument("--only", nargs="*", help="run only configurations whose names contain one of these")
+    parser.add_argument("--table", nargs="+", metavar="DIR",
+                        help="run nothing: print the medians over the raw runs in these folders (full runs only)")
     args = parser.parse_args()
+    if args.table:
+        table([Path(d) for d in args.table], CONFIGS, args.samples, args.latency, args.concurrency)
+        return
     chosen = [c for c in CONFIGS if not args.only or any(p in c[0] for p in args.only)]
     out = Path(tempfile.mkdtemp(prefix="emeval-compare-"))
     print(f"{len(chosen)} configurations x {args.rounds} rounds, {args.samples} samples, C={args.concurrency}, "
@@ -65,23 +70,30 @@ def main() -> None:
             last = json.loads((out / f"{i}.jsonl").read_text().splitlines()[-1])
             print(f"  round {round_ + 1} {name}: ratio {last['ratio']:.3f}, {last['cpu_ms_per_call']:.2f} ms/call, "
                   f"load {last['load']}", flush=True)
-    print(f"\nmedians over {args.rounds} rounds (ratio = ideal / wall; ideal = 3N x L / C = "
-          f"{3 * args.samples * args.latency / args.concurrency:.2f}s)")
-    header = (f"{'configuration':44s} {'ratio':>6s} {'wall s':>7s} {'CPU ms/call':>11s} {'start-up s':>10s} "
-              f"{'calling ratio':>13s} {'finish s':>8s} {'GC s':>6s}")
-    print(header)
+    table([out], chosen, args.samples, args.latency, args.concurrency)
+
+
+def table(folders: list[Path], chosen: list, samples: int, latency: float, concurrency: int) -> None:
+    """Medians per configuration over the runs in ``folders`` (``<index>.jsonl`` per configuration)."""
+    print(f"\nmedians (ratio = ideal / wall; ideal = 3N x L / C = {3 * samples * latency / concurrency:.2f}s; "
+          f"CPU = the eval process's, per model call; GC = CPU seconds in the garbage collector)")
+    print(f"{'configuration':46s} {'runs':>4s} {'ratio':>6s} {'wall s':>7s} {'CPU ms/call':>11s} {'start-up s':>10s} "
+          f"{'calling ratio':>13s} {'finish s':>8s} {'GC s':>6s}")
     for i, (name, _, _) in enumerate(chosen):
-        path = out / f"{i}.jsonl"
-        if not path.exists():
+        runs = [json.loads(line) for folder in folders if (folder / f"{i}.jsonl").exists()
+                for line in (folder / f"{i}.jsonl").read_text().splitlines()]
+        if not runs:
             continue
-        runs = [json.loads(line) for line in path.read_text().splitlines()]
 
         def m(key: str, runs=runs) -> float:
             return median([r[key] for r in runs])
 
-        print(f"{name:44s} {m('ratio'):6.3f} {m('wall'):7.1f} {m('cpu_ms_per_call'):11.2f} {m('startup'):10.2f} "
-              f"{m('active_ratio'):13.3f} {m('finish'):8.2f} {m('gc_s'):6.1f}")
-    print(f"load after: {load_average()}; raw runs in {out}")
+        print(f"{name:46s} {len(runs):4d} {m('ratio'):6.3f} {m('wall'):7.1f} {m('cpu_ms_per_call'):11.2f} "
+              f"{m('startup'):10.2f} {m('active_ratio'):13.3f} {m('finish'):8.2f} {m('gc_s'):6.1f}")
+    loads = [r["load"] for folder in folders for f in folder.glob("*.jsonl") for r in map(json.loads, f.read_text().splitlines())]
+    one_minute = sorted(float(load.split()[0]) for load in loads)
+    print(f"1-minute load average during the runs: {one_minute[0]:.1f} .. {one_minute[-1]:.1f} "
+          f"(median {median(one_minute):.1f}); raw runs in {', '.join(map(str, folders))}")
 
 
 if __name__ == "__main__":

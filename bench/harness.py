@@ -8,7 +8,8 @@ N samples of evals/free_form.py: each is one subject call, then the judge's two 
 (aligned, coherent; 1 token, top-20 log-probabilities). The subject and the judge are
 ``openai-api/bench/...`` models at the lean server (its own process, latency L). Printed per run:
 wall time, ideal time and its formula (bench/common.py ``ideal_seconds``), ratio = ideal / wall,
-the eval process's CPU seconds per model call (all threads, eval() only: imports excluded),
+the eval process's CPU seconds per model call (all threads, within eval(): importing inspect_ai
+before it is not counted; what Inspect imports during the run is),
 the server's CPU per call, judge calls and input/output tokens per sample, and with ``--rerun``
 the same eval again on the same Inspect cache: its subject and judge call counts.
 
@@ -21,18 +22,23 @@ and a ``bench-judge`` model, each with its own pool of C (as a real subject and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
+import gc
 import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from upstream_patches import PATCHES
 from common import ROOT, ideal_seconds, lean_server, load_average, median, question_file
+from upstream_patches import PATCHES
 
 
 def parse_pairs(pairs: list[str]) -> dict:
@@ -43,8 +49,20 @@ def parse_pairs(pairs: list[str]) -> dict:
     return out
 
 
-def run_eval(args, server, work: Path, task_args: dict, options: dict, profile: str | None = None):
-    """One eval() call; returns (log, start and end on time.monotonic(), CPU seconds)."""
+@dataclass
+class Run:
+    """One eval() call, timed: start and end on time.monotonic() (the server's clock too)."""
+
+    log: Any
+    start: float
+    end: float
+    cpu: float
+    """The eval process's CPU seconds (all threads) during eval()."""
+    gc_cpu: float
+    """CPU seconds in the cyclic garbage collector during eval()."""
+
+
+def run_eval(args, server, work: Path, task_args: dict, options: dict, profile: str | None = None) -> Run:
     from inspect_ai import eval as inspect_eval
     from inspect_ai.model import get_model
 
@@ -54,29 +72,29 @@ def run_eval(args, server, work: Path, task_args: dict, options: dict, profile: 
     settings = dict(max_connections=args.concurrency, max_samples=args.concurrency, display="none")
     settings.update(options)
     os.chdir(ROOT)  # Inspect takes task files by relative path
-    task = "evals/free_form.py"
     _gc_setting(args.gc)
-    gc_time = _gc_timer()
-    profiler = cProfile.Profile() if profile else None
-    cpu0, t0 = time.process_time(), time.monotonic()
-    if profiler:
-        profiler.enable()
-    [log] = inspect_eval(task, model=subject, model_roles={"grader": judge}, task_args=task_args,
-                         log_dir=str(work / "logs"), **settings)
-    if profiler:
-        profiler.disable()
-        profiler.dump_stats(profile)
-    end, cpu = time.monotonic(), time.process_time() - cpu0
-    global gc_seconds
-    gc_seconds = gc_time()[2]
-    import gc
-
-    print(f"  garbage collector: {gc_time()[0]:.2f}s in {gc_time()[1]} collections of the oldest generation, "
-          f"{gc_time()[2]:.2f}s in all; {len(gc.get_objects())} objects tracked, {gc.get_freeze_count()} frozen")
-    return log, t0, end, cpu
+    with _gc_cpu() as gc_cpu:
+        profiler = cProfile.Profile() if profile else None
+        cpu0, start = time.process_time(), time.monotonic()
+        if profiler:
+            profiler.enable()
+        [log] = inspect_eval("evals/free_form.py", model=subject, model_roles={"grader": judge}, task_args=task_args,
+                             log_dir=str(work / "logs"), **settings)
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(profile)
+        end, cpu = time.monotonic(), time.process_time() - cpu0
+    print(f"  garbage collector: {gc_cpu[0]:.2f}s CPU in {gc_cpu[1]} collections of the oldest generation, "
+          f"{gc_cpu[2]:.2f}s in all; {len(gc.get_objects())} objects tracked, {gc.get_freeze_count()} frozen")
+    return Run(log, start, end, cpu, gc_cpu[2])
 
 
-gc_seconds = 0.0
+def model_retries(log_location: str) -> int:
+    """Retries Inspect made for the run's model calls (each ModelEvent records its own)."""
+    from inspect_ai.log import read_eval_log_samples
+
+    return sum(e.retries or 0 for sample in read_eval_log_samples(log_location, all_samples_required=False)
+               for e in sample.events if e.event == "model")
 
 
 def judge_tokens(log_location: str, limit: int = 50) -> str:
@@ -108,8 +126,6 @@ def _gc_setting(mode: str) -> None:
     """Garbage-collector experiments. ``freeze``: ``gc.freeze()`` once the first sample has started,
     inside the timed eval, so everything imported and built at start-up (Inspect, the providers,
     the dataset) leaves the collector's view: what an upstream "freeze after start-up" would do."""
-    import gc
-
     if mode == "freeze-threshold":
         gc.set_threshold(20_000, 20, 10)  # fewer young collections: short-lived objects die unscanned
         mode = "freeze"
@@ -129,11 +145,11 @@ def _gc_setting(mode: str) -> None:
         gc.disable()
 
 
-def _gc_timer():
-    """Time spent in the cyclic garbage collector from now on: (gen-2 seconds, gen-2 count, all seconds)."""
-    import gc
-
-    totals = [0.0, 0, 0.0]
+@contextlib.contextmanager
+def _gc_cpu() -> Iterator[list]:
+    """CPU seconds spent in the cyclic garbage collector within the block:
+    [oldest-generation seconds, oldest-generation collections, all seconds]."""
+    totals: list = [0.0, 0, 0.0]
     started: list[float] = []
 
     def callback(phase: str, info: dict) -> None:
@@ -147,7 +163,10 @@ def _gc_timer():
                 totals[1] += 1
 
     gc.callbacks.append(callback)
-    return lambda: tuple(totals)
+    try:
+        yield totals
+    finally:
+        gc.callbacks.remove(callback)
 
 
 def main() -> None:
@@ -194,8 +213,9 @@ def main() -> None:
         for repeat in range(args.repeats):
             os.environ["INSPECT_CACHE_DIR"] = str(work / f"cache-{repeat}")
             server.reset()
-            log, start, end, cpu = run_eval(args, server, work / f"run-{repeat}", task_args, options,
-                                            args.profile if repeat == 0 else None)
+            run = run_eval(args, server, work / f"run-{repeat}", task_args, options,
+                           args.profile if repeat == 0 else None)
+            log, start, end, cpu = run.log, run.start, run.end, run.cpu
             stats = server.stats()
             calls = sum(stats["calls"].values())
             assert log.status == "success", log.error
@@ -213,7 +233,7 @@ def main() -> None:
                           "server_cpu_ms_per_call": stats["cpu_s"] / calls * 1000, "calls": stats["calls"],
                           "startup": stats["first_request"] - start, "active": active,
                           "active_ratio": ideal / active, "finish": end - stats["last_response"],
-                          "gc_s": gc_seconds, "load": load_average()}
+                          "gc_s": run.gc_cpu, "load": load_average()}
                 with open(args.json, "a") as out:
                     out.write(json.dumps(record) + "\n")
             print(f"  phases: start-up {stats['first_request'] - start:.2f}s, calls {active:.2f}s "
@@ -226,10 +246,12 @@ def main() -> None:
                   f"tokens = the server's whitespace words)")
             if repeat == 0:
                 print(f"  {judge_tokens(log.location)}")
+                print(f"  model-call retries recorded in the log: {model_retries(log.location)} "
+                      f"(a server that reset connections would show here)")
             if args.rerun and repeat == 0:
                 server.reset()
-                _, start2, end2, _ = run_eval(args, server, work / "rerun", task_args, options)
-                wall2 = end2 - start2
+                again_run = run_eval(args, server, work / "rerun", task_args, options)
+                wall2 = again_run.end - again_run.start
                 again = server.stats()["calls"]
                 print(f"  rerun on the same cache: subject calls {again['subject']}, judge calls {again['judge']}, "
                       f"wall {wall2:.2f}s")

@@ -130,6 +130,8 @@ class App:
         body = b""
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":  # the client died mid-request (bench/resume.py's kill)
+                return
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
@@ -150,7 +152,10 @@ class App:
         await send({"type": "http.response.body", "body": data})
 
     async def chat(self, raw: bytes) -> tuple[int, bytes]:
-        request = json.loads(raw)
+        try:
+            request = json.loads(raw)
+        except ValueError:
+            return 400, b'{"error": {"message": "request body is not JSON"}}'
         stats = self.stats
         if stats.first_request is None:
             stats.first_request = time.monotonic()

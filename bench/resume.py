@@ -93,7 +93,11 @@ def main() -> None:
         wall = time.monotonic() - start
         if done.returncode:
             raise SystemExit(f"eval-retry failed: {done.stderr[-3000:]}")
-        after = server.stats()["calls"]
+        stats = server.stats()
+        after = stats["calls"]
+        phases = (f"start-up (reading the killed log, before the first call) {stats['first_request'] - start:.1f}s, "
+                  f"calls {stats['last_response'] - stats['first_request']:.1f}s, "
+                  f"finish {start + wall - stats['last_response']:.1f}s")
 
     from inspect_ai.log import list_eval_logs, read_eval_log
 
@@ -107,9 +111,10 @@ def main() -> None:
           f"make {unfinished} and {2 * unfinished} (the samples not judged before the kill)")
     print(f"  excess: {after['subject'] - unfinished:+d} subject, {after['judge'] - 2 * unfinished:+d} judge calls; "
           f"samples judged before the kill but missing from the killed log: {judged_before - len(kept)} "
-          f"(their answers were asked again; their verdicts came from the judge cache)")
+          f"(lost with the process: asked again, their verdicts from the judge cache unless the kill came "
+          f"between the server's answer and the cache write)")
     print(f"  retry wall {wall:.1f}s vs ideal {ideal:.1f}s for the {unfinished} unfinished samples ({formula}): "
-          f"overhead {wall - ideal:.1f}s")
+          f"overhead {wall - ideal:.1f}s; {phases}")
     print(f"final log: {len(ids)} samples, {len(ids) - len(set(ids))} duplicates, status "
           f"{final[0].status if final else 'no successful log'}; load {load_average()}; files in {work}")
 
