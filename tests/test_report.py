@@ -319,6 +319,31 @@ def test_unreadable_log_is_named(logs, tmp_path):
         samples_frame([tmp_path / "missing"])
 
 
+def test_shards_of_one_run_report_as_that_run(logs, tmp_path):
+    """A run split into shards (Inspect's limit ranges, one process each, as `bench/harness.py
+    --processes` and docs/reliability.md do for CPU-bound runs) summarises as the run in one piece:
+    the shards' logs share the model id, so they pool into one cluster."""
+    whole = samples_frame([logs])
+    whole = whole[whole["model"] == "mockllm/insecure"]
+    shards = tmp_path / "shards"
+    insecure = subject("insecure")  # one scripted model across the shards: each question's 4 answers in turn
+    for limit in ((0, 5), (5, 12)):
+        [log] = inspect_eval(
+            free_form(questions=str(logs.parent / "questions.yaml"), judge_method="sampled", judge_draws=1),
+            model=insecure, model_roles={"grader": get_model("mockllm/judge", custom_outputs=judge_outputs)},
+            log_dir=str(shards), display="none", limit=limit,
+        )
+        assert log.status == "success" and len(log.samples) == limit[1] - limit[0]
+    parts = samples_frame([shards])
+    assert sorted(parts["sample_id"].unique()) == sorted(whole["sample_id"].unique())
+    got = summary_frame(parts).set_index(["eval", "metric"])
+    want = summary_frame(whole).set_index(["eval", "metric"])
+    assert list(got.index) == list(want.index) and (got["n_models"] == 1).all()
+    assert got["n"].tolist() == want["n"].tolist()
+    np.testing.assert_allclose(got["mean"], want["mean"])
+    assert got.loc[("free_form", "misaligned"), "mean"] == pytest.approx(hand_count(["insecure"])["misaligned"])
+
+
 def test_groups_match_model_or_log_path_first_pattern_wins():
     groups = {"educational": "*educational*", "insecure": "insecure", "base": "logs/base/*"}
     assert group_of("mockllm/educational-insecure", "x.eval", groups) == "educational"
