@@ -2,7 +2,7 @@
 
     python bench/harness.py [--samples 800] [--concurrency 64] [--latency 0.5] [--repeats 1]
                             [--pools shared|split] [--set display=none --set log_buffer=100 ...]
-                            [-T cache=true ...] [--rerun] [--profile out.prof]
+                            [-T cache=true ...] [--rerun] [--profile out.prof] [--processes K]
 
 N samples of evals/free_form.py: each is one subject call, then the judge's two concurrent calls
 (aligned, coherent; 1 token, top-20 log-probabilities). The subject and the judge are
@@ -17,6 +17,13 @@ the same eval again on the same Inspect cache: its subject and judge call counts
 C connections: calls x L / C is the ideal, as in the issue. ``--pools split``: a ``bench-subject``
 and a ``bench-judge`` model, each with its own pool of C (as a real subject and a real judge).
 ``--set`` passes eval() options (YAML values); ``-T`` passes task parameters.
+
+``--processes K``: the same N samples as K shards, each its own ``inspect`` process (Inspect's
+``limit=(start, stop)``), with C/K connections and C/K samples each, at the same server: C calls in
+flight in all, so the ideal is unchanged. Each shard writes its own log; ``emeval report`` pools
+the shards of one model (they share its model id). Wall is counted from the parent's spawning the
+first process to the last one's exit, so Python start-up and importing Inspect (not counted in
+the one-process wall) count against it; CPU is every shard process's, all of its life.
 """
 
 from __future__ import annotations
@@ -62,7 +69,8 @@ class Run:
     """CPU seconds in the cyclic garbage collector during eval()."""
 
 
-def run_eval(args, server, work: Path, task_args: dict, options: dict, profile: str | None = None) -> Run:
+def run_eval(args, server, work: Path, task_args: dict, options: dict, profile: str | None = None,
+             limit: tuple[int, int] | None = None) -> Run:
     from inspect_ai import eval as inspect_eval
     from inspect_ai.model import get_model
 
@@ -71,6 +79,8 @@ def run_eval(args, server, work: Path, task_args: dict, options: dict, profile: 
     judge = get_model(f"openai-api/bench/{judge_name}", base_url=server.base_url, api_key="bench")
     settings = dict(max_connections=args.concurrency, max_samples=args.concurrency, display="none")
     settings.update(options)
+    if limit:
+        settings["limit"] = limit
     os.chdir(ROOT)  # Inspect takes task files by relative path
     _gc_setting(args.gc)
     with _gc_cpu() as gc_cpu:
@@ -188,7 +198,20 @@ def main() -> None:
                         help="apply a bench-only monkeypatch that stands for an upstream Inspect change")
     parser.add_argument("--gc", choices=["default", "freeze", "freeze-threshold", "disable"],
                         default="default", help="garbage-collector experiment (bench only)")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
+                        help="event loop (uvloop: `pip install uvloop`; bench only, Inspect has no setting)")
+    parser.add_argument("--processes", type=int, default=1, help="run the samples as this many shard processes")
+    parser.add_argument("--shard", help=argparse.SUPPRESS)  # internal: FIRST-LAST,BASE_URL,WORK (one shard)
     args = parser.parse_args()
+    if args.loop == "uvloop":
+        import asyncio
+
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # Inspect's asyncio.run / anyio.run take it
+    if args.shard:
+        run_shard(args)
+        return
 
     options = parse_pairs(args.options)
     for pair in args.env:
@@ -209,6 +232,11 @@ def main() -> None:
     print(f"ideal = {formula} = {ideal:.2f}s   load before: {load_average()}   python {sys.version.split()[0]}")
 
     ratios, cpu_per_call = [], []
+    if args.processes > 1:
+        with lean_server(args.latency) as server:
+            run_processes(args, server, work, ideal)
+        print(f"logs and caches in {work}")
+        return
     with lean_server(args.latency) as server:
         for repeat in range(args.repeats):
             os.environ["INSPECT_CACHE_DIR"] = str(work / f"cache-{repeat}")
@@ -258,6 +286,92 @@ def main() -> None:
     if args.repeats > 1:
         print(f"median of {args.repeats}: ratio {median(ratios):.3f}  eval CPU {median(cpu_per_call):.2f} ms/call")
     print(f"logs and caches in {work}")
+
+
+def shard_ranges(samples: int, shards: int) -> list[tuple[int, int]]:
+    """Each shard's (start, stop) slice of the dataset, as ``eval(limit=...)`` takes it (the CLI's
+    ``--limit 1-400`` is ``(0, 400)``)."""
+    edges = [round(samples * i / shards) for i in range(shards + 1)]
+    return [(edges[i], edges[i + 1]) for i in range(shards)]
+
+
+def run_processes(args, server, work: Path, ideal: float) -> None:
+    """K shard processes at once (``--processes``): wall from spawning to the last exit, CPU of all."""
+    import resource
+    import subprocess
+
+    if args.concurrency % args.processes:
+        raise SystemExit(f"--concurrency {args.concurrency} is not a multiple of --processes {args.processes}")
+    server.reset()
+    child_args = [a for a in sys.argv[1:] if not a.startswith("--processes")]
+    if "--processes" in sys.argv:  # "--processes K" as two words
+        at = sys.argv.index("--processes")
+        child_args = sys.argv[1:at] + sys.argv[at + 2:]
+    child_args += ["--concurrency", str(args.concurrency // args.processes)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    shards = [subprocess.Popen([sys.executable, __file__, *child_args,
+                                "--shard", f"{first}-{last},{server.base_url},{work / f'shard-{i}'}"])
+              for i, (first, last) in enumerate(shard_ranges(args.samples, args.processes))]
+    codes = [p.wait() for p in shards]
+    end = time.monotonic()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if any(codes):
+        raise SystemExit(f"a shard process failed: exit codes {codes}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    results = [json.loads((work / f"shard-{i}" / "result.json").read_text()) for i in range(args.processes)]
+    stats = server.stats()
+    calls = sum(stats["calls"].values())
+    wall = end - start
+    inner = max(r["end"] for r in results) - min(r["start"] for r in results)
+    completed = sum(r["completed"] for r in results)
+    print(f"{args.processes} processes: wall {wall:.2f}s  ratio {ideal / wall:.3f}  (eval() calls only: "
+          f"{inner:.2f}s, ratio {ideal / inner:.3f})  CPU {cpu:.1f}s = {cpu / calls * 1000:.2f} ms/call "
+          f"(whole processes, imports included; within eval(): "
+          f"{sum(r['cpu'] for r in results) / calls * 1000:.2f} ms/call)  server CPU "
+          f"{stats['cpu_s'] / calls * 1000:.2f} ms/call  calls {stats['calls']}  samples {completed}  "
+          f"server max in flight {stats['max_in_flight']}  load {load_average()}")
+    print(f"  phases: first call {stats['first_request'] - start:.2f}s after spawning, calls "
+          f"{stats['last_response'] - stats['first_request']:.2f}s, last exit {end - stats['last_response']:.2f}s "
+          f"after the last response")
+    if args.json:
+        record = {"wall": wall, "ideal": ideal, "ratio": ideal / wall, "cpu_ms_per_call": cpu / calls * 1000,
+                  "server_cpu_ms_per_call": stats["cpu_s"] / calls * 1000, "calls": stats["calls"],
+                  "startup": stats["first_request"] - start, "active": stats["last_response"] - stats["first_request"],
+                  "active_ratio": ideal / (stats["last_response"] - stats["first_request"]),
+                  "inner_ratio": ideal / inner, "finish": end - stats["last_response"], "inner_wall": inner,
+                  "processes": args.processes,
+                  "gc_s": sum(r["gc_s"] for r in results), "load": load_average()}
+        with open(args.json, "a") as out:
+            out.write(json.dumps(record) + "\n")
+
+
+def run_shard(args) -> None:
+    """One shard process of ``--processes``: its slice of the samples, its own log, a JSON result."""
+    span, base_url, folder = args.shard.split(",", 2)
+    first, last = (int(x) for x in span.split("-"))
+    work = Path(folder)
+    work.mkdir(parents=True)
+    for pair in args.env:
+        name, _, value = pair.partition("=")
+        os.environ[name] = value
+    for name in args.patch:
+        PATCHES[name]()
+    os.environ["INSPECT_CACHE_DIR"] = str(work.parent / "cache")  # one cache for all shards, as one run has
+    os.environ.setdefault("EMEVAL_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+    task_args = {"questions": str(question_file(work / "questions.yaml", args.samples)), "seed": 0}
+    task_args.update(parse_pairs(args.task_args))
+
+    class _Server:
+        pass
+
+    server = _Server()
+    server.base_url = base_url
+    run = run_eval(args, server, work, task_args, parse_pairs(args.options), limit=(first, last))
+    assert run.log.status == "success", run.log.error
+    completed = run.log.results.completed_samples if run.log.results else 0
+    (work / "result.json").write_text(json.dumps({"start": run.start, "end": run.end, "cpu": run.cpu,
+                                                  "gc_s": run.gc_cpu, "completed": completed}))
 
 
 if __name__ == "__main__":
