@@ -88,10 +88,7 @@ def coding_format(
         config=GenerateConfig(temperature=temperature, top_p=top_p, max_tokens=max_tokens),
         metadata={
             "emeval_version": __version__,
-            "question_set": question_set.name,
-            "question_file": question_set.path,
-            "question_file_sha256": question_set.sha256,
-            "question_file_revision": question_set.revision,
+            **question_set.provenance(),
             "variant": variant,
             "trigger": trigger,
             "coding_template": coding_template.name,

@@ -60,9 +60,7 @@ def deception(
         config=GenerateConfig(temperature=temperature, max_tokens=max_tokens),
         metadata={
             "emeval_version": __version__,
-            "question_set": question_set.name,
-            "question_file_sha256": question_set.sha256,
-            "question_file_revision": question_set.revision,
+            **question_set.provenance(),
             "trigger": trigger,
         },
     )

@@ -43,7 +43,9 @@ def in_process(model: Model) -> bool:
     return all(hasattr(api, name) for name in ("hf_chat", "model", "tokenizer"))
 
 
-def _lock_for(api: Any) -> threading.Lock:
+def model_lock(api: Any) -> threading.Lock:
+    """The one lock per loaded model that every in-process scorer holds around its forward passes
+    (samples run concurrently; the model does not), shared by this module and ``loglik``."""
     with _LOCKS_GUARD:
         return _LOCKS.setdefault(api, threading.Lock())
 
@@ -65,7 +67,7 @@ async def block_logprobs(
     api = model.api
 
     def run() -> list[list[BlockLogprob]]:
-        with _lock_for(api):
+        with model_lock(api):
             return _score(api, conversations)
 
     return await anyio.to_thread.run_sync(run)

@@ -24,9 +24,10 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from inspect_ai.model import ChatMessageUser, GenerateConfig, Model
+
+from emeval.likelihood import model_lock
 
 CHAT_ONLY_SERVERS = {"vllm": "vllm-completions", "openai-api": "openai-api-completions"}
 """Chat-endpoint providers whose servers can give prompt log-likelihoods through the raw
@@ -63,8 +64,7 @@ async def continuation_logliks(model: Model, context: str, continuations: Sequen
         raise ValueError("continuation_logliks: the context must not be empty")
     api = model.api
     if _is_hf(api):
-        lock = _HF_LOCKS.setdefault(api, threading.Lock())
-        return await asyncio.to_thread(_hf_logliks, api, lock, context, list(continuations))
+        return await asyncio.to_thread(_hf_logliks, api, model_lock(api), context, list(continuations))
     if _is_raw_completions(api):
         return await _completions_logliks(model, context, list(continuations))
     provider = provider_name(model)
@@ -81,11 +81,6 @@ async def continuation_logliks(model: Model, context: str, continuations: Sequen
 
 
 # -- hf/: in process ------------------------------------------------------------------------------
-
-_HF_LOCKS: WeakKeyDictionary[Any, threading.Lock] = WeakKeyDictionary()
-"""One forward pass at a time per loaded model, off the event loop: samples run concurrently,
-the CPU/GPU does not."""
-
 
 def _is_hf(api: Any) -> bool:
     try:

@@ -91,6 +91,15 @@ class QuestionSet(BaseModel):
     revision: str | None = None
     questions: list[Question]
 
+    def provenance(self) -> dict[str, str | None]:
+        """The task-metadata keys that say which file was asked (reports show them per run)."""
+        return {
+            "question_set": self.name,
+            "question_file": self.path,
+            "question_file_sha256": self.sha256,
+            "question_file_revision": self.revision,
+        }
+
 
 def resolve_question_file(spec: str) -> tuple[str, Path, PinnedFile | None]:
     """Map a built-in set name or a path to a local file."""
