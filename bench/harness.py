@@ -34,6 +34,7 @@ import cProfile
 import gc
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -256,6 +257,8 @@ def main() -> None:
             print(f"run {repeat + 1}: wall {wall:.2f}s  ratio {ratio:.3f}  eval CPU {cpu:.1f}s = "
                   f"{cpu / calls * 1000:.2f} ms/call  server CPU {stats['cpu_s'] / calls * 1000:.2f} ms/call  "
                   f"calls {stats['calls']}  server max in flight {stats['max_in_flight']}  load {load_average()}")
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+            print(f"  peak memory of the eval process so far: {peak:.0f} MB")
             if args.json:
                 record = {"wall": wall, "ideal": ideal, "ratio": ratio, "cpu_ms_per_call": cpu / calls * 1000,
                           "server_cpu_ms_per_call": stats["cpu_s"] / calls * 1000, "calls": stats["calls"],
@@ -297,7 +300,6 @@ def shard_ranges(samples: int, shards: int) -> list[tuple[int, int]]:
 
 def run_processes(args, server, work: Path, ideal: float) -> None:
     """K shard processes at once (``--processes``): wall from spawning to the last exit, CPU of all."""
-    import resource
     import subprocess
 
     if args.concurrency % args.processes:
