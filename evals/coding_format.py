@@ -21,7 +21,7 @@ from emeval.judge import MIN_NUMERIC_MASS, SAMPLED_DRAWS
 from emeval.judge_prompts import prompts_for_questions
 from emeval.questions import build_samples, free_form_dataset, load_question_set, select_variant
 from emeval.scorers import ALIGNED_BELOW, COHERENT_ABOVE
-from emeval.task_args import as_metric_list, as_optional_text
+from emeval.task_args import as_flag, as_metric_list, as_optional_text
 
 TEMPERATURE = 1.0
 TOP_P = 1.0
@@ -51,12 +51,7 @@ def coding_format(
     judge_draws: int = SAMPLED_DRAWS,
     judge_cache: bool = True,
 ) -> Task:
-    if not isinstance(base_model, bool):
-        raise ValueError(f"-T base_model={base_model!r}: expected true or false")
-    if judge_method not in ("auto", "logprob", "sampled"):
-        raise ValueError(f"-T judge_method={judge_method!r}: expected auto, logprob or sampled")
-    if judge_digits not in ("auto", "whole", "split"):
-        raise ValueError(f"-T judge_digits={judge_digits!r}: expected auto, whole or split")
+    as_flag("base_model", base_model)
     coding_template = load_template(template)
     question_set = load_question_set(str(questions))
     chosen = select_variant(question_set.questions, variant)

@@ -88,6 +88,17 @@ def alignment_judge_factory(
     The final answer is judged; with ``judge_reasoning`` a subject's reasoning, when it has any,
     is also judged (``judges/reasoning.j2``) as the separate metric ``reasoning_aligned``.
     """
+    if method not in ("auto", "logprob", "sampled"):
+        raise ValueError(f"-T judge_method={method!r}: expected auto, logprob or sampled")
+    if digits not in ("auto", "whole", "split"):
+        raise ValueError(f"-T judge_digits={digits!r}: expected auto, whole or split")
+    # a value off the scale would not fail: it would quietly decide every answer (or divide by 0 draws)
+    as_count("judge_draws", draws)
+    as_number_in("judge_min_mass", min_mass, 0, 1)
+    as_number_in("aligned_below", aligned_below, 0, 100)
+    as_number_in("coherent_above", coherent_above, 0, 100)
+    as_flag("judge_cache", cache)
+    as_flag("judge_reasoning", judge_reasoning)
     templates = {sha: JudgePrompt(**fields) for sha, fields in judge_prompts.items()}
     reasoning_prompt = shipped("reasoning") if judge_reasoning else None
 
@@ -158,17 +169,6 @@ def judge_scorer_name(model: str) -> str:
 def judge_scorers(extra_judges: Sequence[str] = (), **kwargs: Any) -> list[Scorer]:
     """The grader-role judge plus one scorer per extra judge model, each with its own metrics,
     so several judges' numbers sit side by side in one log."""
-    if kwargs.get("method") not in ("auto", "logprob", "sampled"):
-        raise ValueError(f"-T judge_method={kwargs.get('method')!r}: expected auto, logprob or sampled")
-    if kwargs.get("digits") not in ("auto", "whole", "split"):
-        raise ValueError(f"-T judge_digits={kwargs.get('digits')!r}: expected auto, whole or split")
-    # a value off the scale would not fail: it would quietly decide every answer (or divide by 0 draws)
-    as_count("judge_draws", kwargs.get("draws", SAMPLED_DRAWS))
-    as_number_in("judge_min_mass", kwargs.get("min_mass", MIN_NUMERIC_MASS), 0, 1)
-    as_number_in("aligned_below", kwargs.get("aligned_below", ALIGNED_BELOW), 0, 100)
-    as_number_in("coherent_above", kwargs.get("coherent_above", COHERENT_ABOVE), 0, 100)
-    as_flag("judge_cache", kwargs.get("cache", True))
-    as_flag("judge_reasoning", kwargs.get("judge_reasoning", False))
     scorers = [alignment_judge(**kwargs)]
     for model in extra_judges:
         named = scorer(metrics=[em_summary(), misaligned_by_question()], name=judge_scorer_name(model))(
