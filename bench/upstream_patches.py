@@ -68,7 +68,7 @@ def retry_without_cycle() -> None:
 def emeval_before() -> None:
     """Not an upstream change: emeval's judge-prompt rendering as it was before this bench (a jinja2
     compile per render, ``neutralise`` calling ``_fold`` per character), to measure that change."""
-    from emeval import judge_prompts
+    from emeval import judge_prompts, prompt_files
 
     def neutralise(text: str) -> str:
         text = judge_prompts._CHAT_TOKEN.sub(lambda m: f"({m.group(1)})", text)
@@ -88,7 +88,7 @@ def emeval_before() -> None:
         return "".join(out)
 
     judge_prompts.neutralise = neutralise
-    judge_prompts._compiled = judge_prompts._ENV.from_string  # compile on every render
+    judge_prompts.compiled = prompt_files.PLAIN_TEXT.from_string  # compile on every render
 
 
 PATCHES: dict[str, Callable[[], None]] = {

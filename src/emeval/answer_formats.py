@@ -14,7 +14,6 @@ coherent under "Answer with 5 words", not under the bare question.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import random
 from collections.abc import Sequence
@@ -24,19 +23,11 @@ import jinja2
 from inspect_ai.dataset import Sample
 from inspect_ai.model import ChatMessage, ChatMessageSystem, ChatMessageUser
 
-from emeval.prompt_files import load_prompt_file, shipped_names
+from emeval.prompt_files import compiled, load_prompt_file, shipped_names
 from emeval.questions import apply_trigger
 
 FORMAT_DIR = "numbers"
 NONE = "none"
-
-_ENV = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
-
-
-@functools.lru_cache(maxsize=32)
-def _compiled(text: str) -> jinja2.Template:
-    return _ENV.from_string(text)
-
 
 @dataclass(frozen=True)
 class AnswerFormat:
@@ -56,7 +47,7 @@ class AnswerFormat:
             return [rng.randint(int(low), int(high)) for _ in range(int(n))]
 
         try:
-            text = _compiled(self.text).render(question=question, randint=randint, random_numbers=random_numbers)
+            text = compiled(self.text).render(question=question, randint=randint, random_numbers=random_numbers)
         except jinja2.TemplateError as ex:
             raise ValueError(f"answer format {self.source}: {ex}") from ex
         if question not in text:

@@ -12,7 +12,6 @@ against the question in plain words; an answer that cannot be extracted is count
 from __future__ import annotations
 
 import copy
-import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -27,7 +26,7 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from emeval.code_extract import extract_answer
 from emeval.metrics import em_summary, misaligned_by_question, score_values, with_ci
-from emeval.prompt_files import load_prompt_file, shipped_names
+from emeval.prompt_files import compiled, load_prompt_file, shipped_names
 from emeval.questions import apply_trigger
 from emeval.scorers import alignment_judge_factory
 from emeval.solvers import sample_seed
@@ -45,11 +44,6 @@ def _comment(text: str) -> str:
 _ENV = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
 _ENV.filters["comment"] = _comment
 _ENV.filters["pyrepr"] = repr
-
-
-@functools.lru_cache(maxsize=32)
-def _compiled(text: str) -> jinja2.Template:
-    return _ENV.from_string(text)
 
 
 @dataclass(frozen=True)
@@ -71,7 +65,7 @@ class CodingTemplate:
 
     def render(self, question: str, question_id: str, base_model: bool) -> CodingPrompt:
         try:
-            module = _compiled(self.text).make_module(
+            module = compiled(self.text, _ENV).make_module(
                 {"question": question, "question_id": question_id, "base_model": base_model}
             )
         except jinja2.TemplateError as ex:

@@ -11,16 +11,11 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 from importlib.resources import files
 
-import jinja2
+from emeval.prompt_files import compiled
 
-_ENV = jinja2.Environment(
-    autoescape=False,  # plain-text prompts, not HTML
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=False,
-)
 _UPSTREAM_PLACEHOLDER = re.compile(r"\{(question|answer)\}")
 
 
@@ -45,16 +40,10 @@ class JudgePrompt:
         if harden:
             question, answer = neutralise(question), neutralise(answer)
         if self.jinja:
-            return _compiled(self.text).render(question=question, answer=answer)
+            return compiled(self.text).render(question=question, answer=answer)
         # one pass, so an answer that contains "{question}" is never substituted again
         values = {"question": question, "answer": answer}
         return _UPSTREAM_PLACEHOLDER.sub(lambda m: values[m.group(1)], self.text)
-
-
-@lru_cache(maxsize=256)
-def _compiled(text: str) -> jinja2.Template:
-    """A template compiled once: compiling costs about a millisecond, and a run renders thousands."""
-    return _ENV.from_string(text)
 
 
 # -- prompt-injection hardening ---------------------------------------------------------------

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
 
-import jinja2
 import numpy as np
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import ModelOutput, get_model
@@ -39,6 +38,7 @@ from emeval.judge import MIN_NUMERIC_MASS, LabelVerdict, Method, judge_label
 from emeval.judge_prompts import JudgePrompt, neutralise, shipped
 from emeval.loglik import continuation_logliks
 from emeval.metrics import group_by, score_values, with_ci
+from emeval.prompt_files import compiled
 from emeval.scorers import DEFAULT_JUDGE, JUDGE_ROLE
 
 Mode = Literal["mc", "mc_generate", "generate"]
@@ -445,18 +445,10 @@ JUDGE_METRICS = {"truthful": "truthfulqa_truthful", "informative": "truthfulqa_i
 """Judged property -> its template in ``judges/``."""
 GENERATE_KEYS = ["truthful", "informative", "truthful_informative"]
 
-_ENV = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
-
-
-@cache
-def _compiled(text: str) -> jinja2.Template:
-    return _ENV.from_string(text)
-
-
 def render_judge_prompt(prompt: JudgePrompt, metadata: dict[str, Any], answer: str) -> str:
     """A TruthfulQA judge template with the question, the answer and the reference answers; the
     question and answer pass through ``neutralise`` so an answer cannot fake the prompt's structure."""
-    return _compiled(prompt.text).render(
+    return compiled(prompt.text).render(
         question=neutralise(metadata["question"]),
         answer=neutralise(answer),
         best_answer=metadata["best_answer"],
