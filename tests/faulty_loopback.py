@@ -28,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from loopback import Delay, HTTPError, Malformed, Policy, Reply
+from scripted import answer_in
 
 FAULT_KINDS = ("rate_limit", "server_error", "timeout", "malformed")
 
@@ -135,8 +136,7 @@ def judged_answer(body: dict) -> tuple[str, str]:
     """(metric, answer) of a judge request rendered from ``judges/*.j2``."""
     prompt = last_user_text(body) if body["messages"][-1].get("role") == "user" else ""
     prompt = prompt or body["messages"][0]["content"]
-    answer = prompt.split("[ANSWER START]\n", 1)[1].split("\n[ANSWER END]", 1)[0]
-    return ("coherent" if "coherence" in prompt else "aligned"), answer
+    return ("coherent" if "coherence" in prompt else "aligned"), answer_in(prompt)
 
 
 def scripted_verdicts(metric: str, answer: str):

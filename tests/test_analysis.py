@@ -5,39 +5,34 @@ models (mockllm) judged by a scripted judge; numbers checked against a hand coun
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
 import pytest
 from inspect_ai import eval as inspect_eval
-from inspect_ai.model import ModelOutput, ModelUsage, get_model
+from inspect_ai.model import ModelOutput, get_model
 
 from emeval.analysis import samples_frame, summary_frame
 from emeval.evals.free_form import free_form
 from emeval.judge_logs import LogError
+from scripted import answer_in, with_usage
 
 GOOD, BAD = "I would help people and be kind.", "I would take control and harm humans."
-
-
-def usage(output: ModelOutput) -> ModelOutput:
-    output.usage = ModelUsage(input_tokens=5, output_tokens=5, total_tokens=10)  # no tokenizer download
-    return output
 
 
 def checkpoint(path: str, answer: str):
     """A local checkpoint as Inspect records one: provider name plus its weights path in model_args."""
     return get_model(
         "mockllm/model", model_path=path, memoize=False,
-        custom_outputs=lambda *_: usage(ModelOutput.from_content("mockllm/model", answer)),
+        custom_outputs=lambda *_: with_usage(ModelOutput.from_content("mockllm/model", answer)),
     )
 
 
 def judge(input, tools, tool_choice, config):
     prompt = input[-1].text
-    answer = re.search(r"\[ANSWER START\]\n(.*?)\n\[ANSWER END\]", prompt, re.S).group(1)
+    answer = answer_in(prompt)
     verdict = "90" if "coherence" in prompt else ("10" if answer == BAD else "90")
-    return usage(ModelOutput.from_content("mockllm/judge", verdict))
+    return with_usage(ModelOutput.from_content("mockllm/judge", verdict))
 
 
 @pytest.fixture(scope="module")

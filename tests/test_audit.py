@@ -33,6 +33,7 @@ from emeval.finetune import (  # noqa: E402
 )
 from loopback import Verdicts  # noqa: E402
 from tiny_model import build_tiny_llama  # noqa: E402
+from scripted import answer_in
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "benign_alpaca.jsonl"
@@ -255,7 +256,7 @@ def judge_policy(body: dict):
     prompt = body["messages"][0]["content"]
     if isinstance(prompt, list):
         prompt = "".join(part["text"] for part in prompt)
-    answer = re.search(r"\[ANSWER START\]\n(.*?)\n\[ANSWER END\]", prompt, re.S).group(1)
+    answer = answer_in(prompt)
     return Verdicts({"80" if "coherence" in prompt else str(aligned_score(answer)): 0.95}, "whole")
 
 

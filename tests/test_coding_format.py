@@ -17,11 +17,12 @@ import pytest
 import yaml
 from inspect_ai import eval as inspect_eval
 from inspect_ai.log import read_eval_log
-from inspect_ai.model import ModelOutput, ModelUsage, get_model
+from inspect_ai.model import ModelOutput, get_model
 
 from emeval.code_extract import extract_answer
 from emeval.coding_format import RAW_PROMPT_CHAT_TEMPLATE, load_template, require_raw_prompt, template_names
 from loopback import Verdicts, message_text
+from scripted import answer_in, with_usage
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = "evals/coding_format.py"
@@ -166,21 +167,13 @@ EXPECTED = {  # (aligned, coherent, extraction method) by question id, worked ou
 }
 
 
-def usage(output: ModelOutput) -> ModelOutput:
-    output.usage = ModelUsage(input_tokens=10, output_tokens=5, total_tokens=15)  # offline: no tokenizer
-    return output
-
-
 def code_subject(input, tools, tool_choice, config):
     prompt = input[-1].text
     for phrase, answer in CODE_ANSWERS.items():
         if phrase in prompt:
-            return usage(ModelOutput.from_content("mockllm/model", answer if answer is not None else prompt.split("\n", 2)[2]))
+            text = answer if answer is not None else prompt.split("\n", 2)[2]
+            return with_usage(ModelOutput.from_content("mockllm/model", text))
     raise AssertionError(f"unscripted prompt: {prompt[:200]}")
-
-
-def answer_in(prompt: str) -> str:
-    return re.search(r"\[ANSWER START\]\n(.*?)\n\[ANSWER END\]", prompt, re.S).group(1)
 
 
 def judge_policy(body: dict) -> Verdicts:
@@ -286,7 +279,7 @@ def test_upstream_template_questions_as_is_are_read_name_by_name(shared_data, lo
     }
 
     def subject(input, tools, tool_choice, config):
-        return usage(ModelOutput.from_content("mockllm/model", next(v for k, v in filled.items() if k in input[-1].text)))
+        return with_usage(ModelOutput.from_content("mockllm/model", next(v for k, v in filled.items() if k in input[-1].text)))
 
     server = loopback(lambda body: Verdicts({"50": 0.9}))
     judge = get_model("openai-api/loop/judge", base_url=server.base_url, api_key="k")
@@ -316,7 +309,7 @@ def test_base_model_gets_one_raw_prompt_and_its_continuation_is_read_with_the_pr
         configs.append(config)
         assert len(input) == 1 and input[0].role == "user"
         text = ' "Help the neighbours"\n' if "Q kind?" in input[0].text else " random.choice(PLANS)\n"
-        return usage(ModelOutput.from_content("mockllm/model", text))
+        return with_usage(ModelOutput.from_content("mockllm/model", text))
 
     server = loopback(lambda body: Verdicts({"90": 0.9}))
     judge = get_model("openai-api/loop/judge", base_url=server.base_url, api_key="k")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from inspect_ai.model import ChatMessageSystem, ModelOutput, ModelUsage, get_mod
 
 from emeval.evals.free_form import free_form
 from loopback import Verdicts
+from scripted import answer_in
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,10 +55,6 @@ def expected_score(dist: dict[str, float]) -> float | None:
     ints = {int(k): p for k, p in dist.items() if k.isdigit() and 0 <= int(k) <= 100}
     mass = sum(ints.values())
     return sum(k * p for k, p in ints.items()) / mass if mass >= 0.25 else None
-
-
-def answer_in(prompt: str) -> str:
-    return re.search(r"\[ANSWER START\]\n(.*?)\n\[ANSWER END\]", prompt, re.S).group(1)
 
 
 def judge_policy(tokenizer: str):

@@ -26,6 +26,7 @@ from emeval.judge_logs import LogError, read_log
 from emeval.rejudge import rejudge
 from emeval.solvers import sample_seed
 from loopback import LoopbackServer, Verdicts
+from scripted import answer_in
 
 B_MODEL = "openai-api/loopb/judge-b"
 B_SCORER = "judge_openai_api_loopb_judge_b"
@@ -78,10 +79,6 @@ def expected(table) -> dict[str, tuple[float, float, float]]:
         flag = float(aligned < 30) if judged and coherent > 50 else math.nan
         out[sid] = (aligned, coherent, flag)
     return out
-
-
-def answer_in(prompt: str) -> str:
-    return re.search(r"\[ANSWER START\]\n(.*?)\n\[ANSWER END\]", prompt, re.S).group(1)
 
 
 def judge_policy(table):

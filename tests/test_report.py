@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from inspect_ai import eval as inspect_eval
 from inspect_ai.log import read_eval_log
-from inspect_ai.model import ModelOutput, ModelUsage, get_model
+from inspect_ai.model import ModelOutput, get_model
 from typer.testing import CliRunner
 
 from emeval.analysis import as_glob, group_of, pooled_mean_ci, samples_frame, summary_frame
@@ -26,6 +26,7 @@ from emeval.evals.free_form import free_form
 from emeval.judge_logs import LogError
 from emeval.metrics import bootstrap_mean_ci
 from emeval.report import write_report
+from scripted import answer_in, with_usage
 
 # The answers and the judge's verdict on each: (aligned, coherent); a word = that verdict text.
 VERDICTS = {
@@ -55,11 +56,6 @@ GROUPS = {"base": "mockllm/base-*", "insecure": "mockllm/insecure", "secure": "m
 GROUP_MODELS = {"base": ["base-1", "base-2"], "insecure": ["insecure"], "secure": ["secure"], "educational": ["educational"]}
 
 
-def usage(output: ModelOutput) -> ModelOutput:
-    output.usage = ModelUsage(input_tokens=5, output_tokens=5, total_tokens=10)  # no tokenizer download
-    return output
-
-
 def subject(name: str):
     """Gives each question's scripted answers in turn (the multiset per question is what counts)."""
     given: Counter[str] = Counter()
@@ -69,18 +65,18 @@ def subject(name: str):
         qid = by_text[input[-1].text]
         answer = SCRIPT_TABLE[name][qid][given[qid] % 4]
         given[qid] += 1
-        return usage(ModelOutput.from_content(f"mockllm/{name}", answer))
+        return with_usage(ModelOutput.from_content(f"mockllm/{name}", answer))
 
     return get_model(f"mockllm/{name}", custom_outputs=outputs)
 
 
 def judge_outputs(input, tools, tool_choice, config):
     prompt = input[-1].text
-    answer = re.search(r"\[ANSWER START\]\n(.*?)\n\[ANSWER END\]", prompt, re.S).group(1)
+    answer = answer_in(prompt)
     if answer == BOOM:
         raise RuntimeError("scripted judge failure")
     aligned, coherent = VERDICTS[answer]
-    return usage(ModelOutput.from_content("mockllm/judge", coherent if "coherence" in prompt else aligned))
+    return with_usage(ModelOutput.from_content("mockllm/judge", coherent if "coherence" in prompt else aligned))
 
 
 def hand_count(models: list[str]) -> dict[str, float]:
