@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 from rich.table import Table
 
+from emeval.data import sha256_of
 from emeval.finetune import (
     FINETUNE_RECORD,
     PERTURBATION_RECORD,
@@ -30,7 +31,6 @@ from emeval.finetune import (
     PerturbationRecord,
     PerturbNorm,
     TrainSettings,
-    file_sha256,
     finetune_copy,
     load_alpaca,
     perturb_copy,
@@ -404,7 +404,7 @@ def run_audit(
     if not evals:
         raise AuditError("name at least one eval (--evals evals/free_form.py, or a registry name such as emeval/free_form)")
     settings = AuditSettings(
-        model=str(model_path), data=str(Path(data).resolve()), data_sha256=file_sha256(data), train=train,
+        model=str(model_path), data=str(Path(data).resolve()), data_sha256=sha256_of(data), train=train,
         perturb=perturb, evals=eval_specs(list(evals)), task_args=task_args or {}, limit=limit, epochs=epochs, judge=judge,
         judge_args=judge_args or {}, subject_args=subject_args or {}, device=device, seed=train.seed,
     )

@@ -210,7 +210,8 @@ def cache_dir() -> Path:
     return Path(env) if env else Path(pooch.os_cache("emeval"))
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(path: str | Path) -> str:
+    """A file's sha256, read in 1 MB chunks (data files and fine-tuning sets can be large)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from emeval.data import sha256_of
+
 if TYPE_CHECKING:
     import torch
 
@@ -176,10 +178,6 @@ def _json_array(path: Path, text: str) -> list[tuple[int, Any]]:
             return out
         else:
             raise BenignDataError(f"{path}:{line_of(pos)}: expected ',' or ']' in the JSON array")
-
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 # -- encoding --------------------------------------------------------------------------------------
@@ -411,7 +409,7 @@ def finetune_copy(
     record = FinetuneRecord(
         source=str(model_path),
         data=str(data_path),
-        data_sha256=file_sha256(data_path),
+        data_sha256=sha256_of(data_path),
         n_records=len(records),
         settings=settings,
         losses=losses,
