@@ -13,6 +13,7 @@ import datetime as dt
 import glob
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import inspect_ai
 import pandas as pd
@@ -24,6 +25,9 @@ from emeval.nightly.history import History, HistoryError, NightRun
 from emeval.nightly.regression import compare_nights, regression_table
 from emeval.nightly.run import NightRunError, NightRunResult, run_night
 from emeval.nightly.trends import report_sections, trend_plots, write_trend_files
+
+if TYPE_CHECKING:
+    from emeval.analysis import LogData
 
 EXIT_OK, EXIT_REGRESSED, EXIT_CONFIG, EXIT_RUN_FAILED = 0, 1, 2, 3
 
@@ -49,11 +53,11 @@ def group_patterns(result: NightRunResult, groups: list[str]) -> dict[str, str]:
     return {group: f"{root}/*/{group}/*" for group in groups}
 
 
-def summarise(result: NightRunResult, groups: list[str]) -> pd.DataFrame:
+def summarise(result: NightRunResult, data: LogData) -> pd.DataFrame:
     """The night's summary (emeval.analysis), one row per eval x group x scorer x metric, eval = config name."""
-    from emeval.analysis import samples_frame, summary_frame
+    from emeval.analysis import summary_frame
 
-    samples = samples_frame(result.logs, group_patterns(result, groups))
+    samples = data.samples.copy()  # the report names evals by task; the history by config name
     eval_of_log = {log: run.eval for run in result.runs for log in run.logs}
     samples["eval"] = samples["log"].map(eval_of_log)
     unplaced = samples.loc[samples["eval"].isna(), "log"].unique()
@@ -74,11 +78,13 @@ def run_nightly(loaded: LoadedConfig, night: str) -> NightOutcome:
     if result.failures:
         raise NightRunError("eval runs did not finish:\n  " + "\n  ".join(result.failures))
 
+    from emeval.analysis import read_logs
     from emeval.metrics import CI_LEVEL
     from emeval.report import write_report
 
     report_dir = Path(config.report_dir).absolute() / night
-    summary = summarise(result, config.groups)
+    data = read_logs(result.logs, group_patterns(result, config.groups))  # once, for the history and the report
+    summary = summarise(result, data)
     history.record(
         NightRun(
             night=night,
@@ -109,7 +115,7 @@ def run_nightly(loaded: LoadedConfig, night: str) -> NightOutcome:
         sorted(trend_rows["night"].unique()), rule,
     )
     write_report(
-        result.logs, group_patterns(result, config.groups), report_dir,
+        data, group_patterns(result, config.groups), report_dir,
         title=f"{config.name}: {night}", extra_sections=sections,
     )
     write_trend_files(report_dir, night, baseline, comparison, trend_rows, rule)

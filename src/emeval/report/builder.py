@@ -348,7 +348,7 @@ def _environment(autoescape: bool) -> jinja2.Environment:
 
 
 def write_report(
-    logs: list[Path],
+    logs: list[Path] | LogData,
     groups: dict[str, str] | None,
     out: Path,
     title: str | None = None,
@@ -360,8 +360,10 @@ def write_report(
     """Write index.html, report.md, samples.csv and summary.json under ``out``; return index.html.
 
     ``groups`` maps NAME -> glob pattern on model name or log path; ``comparisons`` are pairs of
-    group names (B - A); ``extra_sections`` are (title, trusted HTML) appended to the HTML."""
-    data = read_logs(logs, groups)
+    group names (B - A); ``extra_sections`` are (title, trusted HTML) appended to the HTML.
+    ``logs`` may be the logs already read with ``groups`` (``read_logs``), so a caller that needs
+    them too reads each log once."""
+    data = logs if isinstance(logs, LogData) else read_logs(logs, groups)
     samples = data.samples
     order = group_order(samples, groups)
     kinds = _kinds(samples)
