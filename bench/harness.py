@@ -70,14 +70,14 @@ class Run:
     """CPU seconds in the cyclic garbage collector during eval()."""
 
 
-def run_eval(args, server, work: Path, task_args: dict, options: dict, profile: str | None = None,
+def run_eval(args, base_url: str, work: Path, task_args: dict, options: dict, profile: str | None = None,
              limit: tuple[int, int] | None = None) -> Run:
     from inspect_ai import eval as inspect_eval
     from inspect_ai.model import get_model
 
     subject_name, judge_name = ("bench-model", "bench-model") if args.pools == "shared" else ("bench-subject", "bench-judge")
-    subject = get_model(f"openai-api/bench/{subject_name}", base_url=server.base_url, api_key="bench")
-    judge = get_model(f"openai-api/bench/{judge_name}", base_url=server.base_url, api_key="bench")
+    subject = get_model(f"openai-api/bench/{subject_name}", base_url=base_url, api_key="bench")
+    judge = get_model(f"openai-api/bench/{judge_name}", base_url=base_url, api_key="bench")
     settings = dict(max_connections=args.concurrency, max_samples=args.concurrency, display="none")
     settings.update(options)
     if limit:
@@ -215,16 +215,8 @@ def main() -> None:
         return
 
     options = parse_pairs(args.options)
-    for pair in args.env:
-        name, _, value = pair.partition("=")
-        os.environ[name] = value
-    for name in args.patch:
-        PATCHES[name]()
     work = Path(tempfile.mkdtemp(prefix="emeval-bench-"))
-    os.environ["INSPECT_CACHE_DIR"] = str(work / "cache")  # a fresh judge cache: first runs pay for every call
-    os.environ.setdefault("EMEVAL_DATA_DIR", str(ROOT.parent / "shared" / "data"))
-    task_args = {"questions": str(question_file(work / "questions.yaml", args.samples)), "seed": 0}
-    task_args.update(parse_pairs(args.task_args))
+    task_args = prepare(args, work, cache=work / "cache")  # a fresh judge cache: first runs pay for every call
     max_samples = options.get("max_samples", args.concurrency)
     ideal, formula = ideal_seconds(args.samples, args.latency, args.concurrency,
                                    shared_pool=args.pools == "shared", max_samples=max_samples)
@@ -242,7 +234,7 @@ def main() -> None:
         for repeat in range(args.repeats):
             os.environ["INSPECT_CACHE_DIR"] = str(work / f"cache-{repeat}")
             server.reset()
-            run = run_eval(args, server, work / f"run-{repeat}", task_args, options,
+            run = run_eval(args, server.base_url, work / f"run-{repeat}", task_args, options,
                            args.profile if repeat == 0 else None)
             log, start, end, cpu = run.log, run.start, run.end, run.cpu
             stats = server.stats()
@@ -281,7 +273,7 @@ def main() -> None:
                       f"(a server that reset connections would show here)")
             if args.rerun and repeat == 0:
                 server.reset()
-                again_run = run_eval(args, server, work / "rerun", task_args, options)
+                again_run = run_eval(args, server.base_url, work / "rerun", task_args, options)
                 wall2 = again_run.end - again_run.start
                 again = server.stats()["calls"]
                 print(f"  rerun on the same cache: subject calls {again['subject']}, judge calls {again['judge']}, "
@@ -289,6 +281,21 @@ def main() -> None:
     if args.repeats > 1:
         print(f"median of {args.repeats}: ratio {median(ratios):.3f}  eval CPU {median(cpu_per_call):.2f} ms/call")
     print(f"logs and caches in {work}")
+
+
+def prepare(args, work: Path, cache: Path) -> dict:
+    """What every eval process of the bench sets first (``--env``, ``--patch``, the Inspect cache,
+    the data mirror); returns the task arguments, with the question file written into ``work``."""
+    for pair in args.env:
+        name, _, value = pair.partition("=")
+        os.environ[name] = value
+    for name in args.patch:
+        PATCHES[name]()
+    os.environ["INSPECT_CACHE_DIR"] = str(cache)
+    os.environ.setdefault("EMEVAL_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+    task_args = {"questions": str(question_file(work / "questions.yaml", args.samples)), "seed": 0}
+    task_args.update(parse_pairs(args.task_args))
+    return task_args
 
 
 def shard_ranges(samples: int, shards: int) -> list[tuple[int, int]]:
@@ -305,11 +312,8 @@ def run_processes(args, server, work: Path, ideal: float) -> None:
     if args.concurrency % args.processes:
         raise SystemExit(f"--concurrency {args.concurrency} is not a multiple of --processes {args.processes}")
     server.reset()
-    child_args = [a for a in sys.argv[1:] if not a.startswith("--processes")]
-    if "--processes" in sys.argv:  # "--processes K" as two words
-        at = sys.argv.index("--processes")
-        child_args = sys.argv[1:at] + sys.argv[at + 2:]
-    child_args += ["--concurrency", str(args.concurrency // args.processes)]
+    # the same arguments; the later --processes and --concurrency win (argparse keeps the last)
+    child_args = [*sys.argv[1:], "--processes", "1", "--concurrency", str(args.concurrency // args.processes)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     shards = [subprocess.Popen([sys.executable, __file__, *child_args,
@@ -354,22 +358,8 @@ def run_shard(args) -> None:
     first, last = (int(x) for x in span.split("-"))
     work = Path(folder)
     work.mkdir(parents=True)
-    for pair in args.env:
-        name, _, value = pair.partition("=")
-        os.environ[name] = value
-    for name in args.patch:
-        PATCHES[name]()
-    os.environ["INSPECT_CACHE_DIR"] = str(work.parent / "cache")  # one cache for all shards, as one run has
-    os.environ.setdefault("EMEVAL_DATA_DIR", str(ROOT.parent / "shared" / "data"))
-    task_args = {"questions": str(question_file(work / "questions.yaml", args.samples)), "seed": 0}
-    task_args.update(parse_pairs(args.task_args))
-
-    class _Server:
-        pass
-
-    server = _Server()
-    server.base_url = base_url
-    run = run_eval(args, server, work, task_args, parse_pairs(args.options), limit=(first, last))
+    task_args = prepare(args, work, cache=work.parent / "cache")  # one cache for all shards, as one run has
+    run = run_eval(args, base_url, work, task_args, parse_pairs(args.options), limit=(first, last))
     assert run.log.status == "success", run.log.error
     completed = run.log.results.completed_samples if run.log.results else 0
     (work / "result.json").write_text(json.dumps({"start": run.start, "end": run.end, "cpu": run.cpu,
