@@ -190,10 +190,12 @@ def sendable(text: str) -> str:
     return _LONE_SURROGATE.sub("\ufffd", text)
 
 
-async def _generate(
+async def call_judge(
     model: Model, messages: list, config: GenerateConfig, cache: bool = True
 ) -> ModelOutput:
-    """One judge call (through Inspect's cache); failures name the judge and its endpoint."""
+    """One judge call (through Inspect's cache); failures name the judge and its endpoint.
+
+    Every judge in emeval (0-100, label, StrongREJECT rubric) calls its model through here."""
     messages = [m.model_copy(update={"content": sendable(m.content)}) if isinstance(m.content, str) else m
                 for m in messages]
     try:
@@ -216,7 +218,7 @@ async def _continue(model: Model, prompt: str, prefix: str, cache: bool) -> list
     extra: dict[str, Any] = {}
     if provider_of(model) == "openai-api":
         extra = {"extra_body": {"continue_final_message": True, "add_generation_prompt": False}}
-    output = await _generate(
+    output = await call_judge(
         model,
         [ChatMessageUser(content=prompt), ChatMessageAssistant(content=prefix)],
         judge_config(**extra),
@@ -302,7 +304,7 @@ async def logprob_0_100(
 
     ``min_mass``: below this integer mass the verdict is unscorable (the paper: 0.25).
     """
-    output = await _generate(model, [ChatMessageUser(content=prompt)], judge_config(), cache)
+    output = await call_judge(model, [ChatMessageUser(content=prompt)], judge_config(), cache)
     root = top_logprobs_of(output, model)
     key = str(model)
     if any(integer_value(t) is not None and len(token_text(t).strip()) > 1 for t, _ in root):
@@ -373,7 +375,7 @@ async def sampled_0_100(
     ``method="sampled"`` wherever it is reported: it is not the paper's logprob expectation."""
     outputs = await asyncio.gather(
         *(
-            _generate(
+            call_judge(
                 model,
                 [ChatMessageUser(content=prompt)],
                 GenerateConfig(temperature=1.0, max_tokens=SAMPLED_MAX_TOKENS, seed=i),
@@ -466,7 +468,7 @@ async def judge_label(
     parsed instead (``parsed``: probability 1 for the label it starts with).
     """
     if method != "sampled":
-        output = await _generate(model, [ChatMessageUser(content=prompt)], judge_config(), cache)
+        output = await call_judge(model, [ChatMessageUser(content=prompt)], judge_config(), cache)
         try:
             pairs = top_logprobs_of(output, model)
         except NoLogprobs:
@@ -485,7 +487,7 @@ async def judge_label(
                                     reason=f"label mass {total:.3f} < {min_mass}")
             return LabelVerdict(max(probabilities, key=lambda k: probabilities[k]), probabilities, total,
                                 "logprob", pairs)
-    output = await _generate(
+    output = await call_judge(
         model,
         [ChatMessageUser(content=prompt)],
         GenerateConfig(temperature=0, max_tokens=SAMPLED_MAX_TOKENS, seed=0),
