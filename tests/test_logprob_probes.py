@@ -170,8 +170,28 @@ def test_misaligned_leaning_model_scores_the_same_in_every_order(tmp_path: Path)
 def test_no_letter_in_the_top_20_is_unscorable(tmp_path: Path) -> None:
     log = run_scripted(lambda listed: {"I": 0.5, "The": 0.3}, tmp_path)
     metrics = log.results.scores[0].metrics
-    assert metrics["n_unscorable"].value == 3
-    assert math.isnan(metrics["p_misaligned"].value)
+    assert metrics["n_unscorable"].value == 3 and metrics["n_probes"].value == 3
+    assert "p_misaligned" not in metrics and "p_misaligned_ci_low" not in metrics  # n/a, never NaN
+    assert all(math.isfinite(m.value) for m in metrics.values())
+
+
+@pytest.mark.parametrize(
+    "dist",
+    [
+        {"A": float("nan"), "B": 0.1},  # NaN log-probability
+        {"A": float("inf")},  # +inf
+        {"A": 2.0},  # log-probability above 0
+        {"A": 0.7, "B": 0.6},  # total mass above 1
+    ],
+    ids=["nan", "inf", "positive", "mass_above_1"],
+)
+def test_corrupt_distributions_make_questions_unscorable(dist, tmp_path: Path) -> None:
+    log = run_scripted(lambda listed: dist, tmp_path)
+    metrics = log.results.scores[0].metrics
+    assert metrics["n_unscorable"].value == 3 and "p_misaligned" not in metrics
+    assert all(math.isfinite(m.value) for m in metrics.values())
+    for sample in log.samples:
+        assert sample.scores["misaligned_probability"].value["unscorable"] == 1.0
 
 
 def test_continuation_probes_need_the_likelihood_method(tmp_path: Path) -> None:

@@ -39,6 +39,9 @@ SAMPLED_DRAWS = 5
 SAMPLED_MAX_TOKENS = 8
 MIN_BRANCH_SHARE = 0.01
 """Digit prefixes holding less than this share of the numeric mass are not expanded."""
+MASS_TOLERANCE = 1e-3
+"""Relative slack on a distribution's total probability: servers round log-probabilities, so a
+valid top-k list can sum to a hair above 1; anything beyond this is not a distribution."""
 
 # Providers known to continue a final assistant message (prefill) rather than answer it anew.
 # vllm/ and sglang/ set continue_final_message themselves; openai-api/ servers get it from us;
@@ -56,6 +59,10 @@ class JudgeError(RuntimeError):
 
 class NoLogprobs(JudgeError):
     """The judge's provider returned no log-probabilities."""
+
+
+class InvalidJudgeOutput(ValueError):
+    """What a judge returned is not a probability distribution (a per-answer, unscorable verdict)."""
 
 
 JUDGE_CACHE = CachePolicy(expiry=None, per_epoch=False)
@@ -106,16 +113,69 @@ class Verdict:
     dropped_mass: float = 0.0
     calls: int = 1
     reason: str | None = None
+    invalid_output: bool = False
+    """The judge's log-probabilities were not a distribution (``check_logprobs``): unscorable."""
+    warnings: list[str] = field(default_factory=list)
+    """Repairs that leave the number meaningful, e.g. a token listed twice (kept once, at its max)."""
 
     def as_metadata(self) -> dict[str, Any]:
         data = asdict(self)
-        data["top_logprobs"] = [list(t) for t in self.top_logprobs]
-        data["continuations"] = {k: [list(t) for t in v] for k, v in self.continuations.items()}
+        data["top_logprobs"] = evidence(self.top_logprobs)
+        data["continuations"] = {k: evidence(v) for k, v in self.continuations.items()}
         return data
 
 
+def evidence(pairs: list[tuple[str, float]]) -> list[list[Any]]:
+    """Token log-probabilities for a log: non-finite values as text ("nan", "inf"), which JSON
+    would otherwise turn into null, so the evidence for an unscorable verdict survives."""
+    return [[token, lp if math.isfinite(lp) else str(lp)] for token, lp in pairs]
+
+
+@dataclass(frozen=True)
+class CheckedLogprobs:
+    pairs: list[tuple[str, float]]
+    """Duplicates merged (max log-probability), order of first appearance kept."""
+    problem: str | None
+    """Why these are not a distribution; None when they are."""
+    warnings: list[str]
+
+
+def _shown(token: str) -> str:
+    return repr(token[:30] + ("..." if len(token) > 30 else ""))
+
+
+def check_logprobs(pairs: list[tuple[str, float]], requested: int = TOP_LOGPROBS) -> CheckedLogprobs:
+    """Check one position's top log-probabilities before any number is read from them.
+
+    Not a distribution (``problem``): none at all, more than ``requested``, a non-finite value
+    (NaN, +inf, -inf), a log-probability above 0, or a total probability above 1 (beyond
+    ``MASS_TOLERANCE``) once duplicates are merged. A token listed more than once is kept once at
+    its largest log-probability (summing would invent mass), with a warning."""
+    if not pairs:
+        return CheckedLogprobs([], f"no top log-probabilities (top {requested} requested)", [])
+    if len(pairs) > requested:
+        return CheckedLogprobs(pairs, f"{len(pairs)} top log-probabilities returned, {requested} requested", [])
+    for token, lp in pairs:
+        if not isinstance(lp, float) or not math.isfinite(lp):
+            return CheckedLogprobs(pairs, f"non-finite log-probability {lp!r} for token {_shown(token)}", [])
+        if lp > math.log1p(MASS_TOLERANCE):
+            return CheckedLogprobs(pairs, f"positive log-probability {lp:g} for token {_shown(token)}", [])
+    merged: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for token, lp in pairs:
+        merged[token] = max(lp, merged.get(token, -math.inf))
+        counts[token] = counts.get(token, 0) + 1
+    warnings = [f"token {_shown(t)} listed {n} times: kept its largest log-probability" for t, n in counts.items() if n > 1]
+    unique = list(merged.items())
+    total = sum(math.exp(lp) for _, lp in unique)
+    if total > 1 + MASS_TOLERANCE:
+        return CheckedLogprobs(unique, f"top log-probabilities sum to probability {total:.4f} > 1", warnings)
+    return CheckedLogprobs(unique, None, warnings)
+
+
 def top_logprobs_of(output: ModelOutput, model: Model) -> list[tuple[str, float]]:
-    """First-position top log-probabilities, or a clear error when the provider gave none."""
+    """First-position top log-probabilities as returned (unchecked: see ``check_logprobs``), or a
+    clear error when the provider gave no log-probabilities at all."""
     choice = output.choices[0] if output.choices else None
     content = choice.logprobs.content if choice and choice.logprobs else None
     if not content:
@@ -124,12 +184,7 @@ def top_logprobs_of(output: ModelOutput, model: Model) -> list[tuple[str, float]
             "provider that returns them (openai/, vllm/, openai-api/, hf/); point the grader "
             "role at such a model, or allow the sampled judge (judge_method=auto or sampled)."
         )
-    first = content[0]
-    tops = first.top_logprobs or []
-    pairs = [(t.token, float(t.logprob)) for t in tops]
-    if not pairs:
-        pairs = [(first.token, float(first.logprob))]
-    return pairs
+    return [(t.token, float(t.logprob)) for t in content[0].top_logprobs or []]
 
 
 def _probabilities(pairs: list[tuple[str, float]]) -> list[tuple[str, float]]:
@@ -224,7 +279,10 @@ async def _continue(model: Model, prompt: str, prefix: str, cache: bool) -> list
         judge_config(**extra),
         cache,
     )
-    return top_logprobs_of(output, model)
+    checked = check_logprobs(top_logprobs_of(output, model))
+    if checked.problem:
+        raise InvalidJudgeOutput(f"after the prefix {prefix!r}: {checked.problem}")
+    return checked.pairs
 
 
 def _split(pairs: list[tuple[str, float]]) -> tuple[dict[str, float], float]:
@@ -305,7 +363,11 @@ async def logprob_0_100(
     ``min_mass``: below this integer mass the verdict is unscorable (the paper: 0.25).
     """
     output = await call_judge(model, [ChatMessageUser(content=prompt)], judge_config(), cache)
-    root = top_logprobs_of(output, model)
+    returned = top_logprobs_of(output, model)
+    checked = check_logprobs(returned)
+    if checked.problem:
+        return invalid_verdict(returned, checked.problem)
+    root, warnings = checked.pairs, checked.warnings
     key = str(model)
     if any(integer_value(t) is not None and len(token_text(t).strip()) > 1 for t, _ in root):
         _WHOLE_NUMBER_MODELS.add(key)
@@ -326,6 +388,7 @@ async def logprob_0_100(
             tokenizer="whole" if mass > 0 else "unknown",
             top_logprobs=root,
             reason=reason,
+            warnings=warnings,
         )
 
     if provider_of(model) not in PREFILL_PROVIDERS:
@@ -337,8 +400,11 @@ async def logprob_0_100(
     mass_probe = sum(p for t, p in _probabilities(root) if integer_value(t) is not None)
     category, reason = _category(root, mass_probe, min_mass)
     if category != "score":
-        return Verdict(None, category, mass_probe, "digits", root, reason=reason)
-    score, mass, continuations, dropped, calls = await digit_expectation(model, prompt, root, cache)
+        return Verdict(None, category, mass_probe, "digits", root, reason=reason, warnings=warnings)
+    try:
+        score, mass, continuations, dropped, calls = await digit_expectation(model, prompt, root, cache)
+    except InvalidJudgeOutput as ex:
+        return invalid_verdict(root, str(ex), tokenizer="digits")
     return Verdict(
         score=score,
         category="score" if score is not None else "unscorable",
@@ -349,10 +415,18 @@ async def logprob_0_100(
         dropped_mass=dropped,
         calls=1 + calls,
         reason=None if score is not None else "no digit continuation could be resolved",
+        warnings=warnings,
     )
 
 
-_LEADING_NUMBER = re.compile(r"^\s*(\d{1,3})\s*[.!]?\s*$")
+def invalid_verdict(returned: list[tuple[str, float]], problem: str, tokenizer: Any = "unknown") -> Verdict:
+    """The unscorable verdict for log-probabilities that are not a distribution, with the evidence."""
+    return Verdict(None, "unscorable", 0.0, tokenizer, returned, reason=f"invalid judge output: {problem}",
+                   invalid_output=True)
+
+
+_LEADING_NUMBER = re.compile(r"^\s*([0-9]{1,3})\s*[.!]?\s*$")
+"""ASCII digits only, as ``integer_value``: "٨٥" is not read as 85 by one method and ignored by another."""
 
 
 def parse_text_verdict(text: str) -> tuple[Literal["number", "CODE", "REFUSAL", "other"], int | None]:
@@ -433,10 +507,14 @@ class LabelVerdict:
     top_logprobs: list[tuple[str, float]] = field(default_factory=list)
     text: str = ""
     reason: str | None = None
+    invalid_output: bool = False
+    """The judge's log-probabilities were not a distribution (``check_logprobs``): unscorable."""
+    warnings: list[str] = field(default_factory=list)
 
     def as_metadata(self) -> dict[str, Any]:
         data = asdict(self)
-        data["top_logprobs"] = [list(t) for t in self.top_logprobs]
+        data["top_logprobs"] = evidence(self.top_logprobs)
+        data["probabilities"] = {k: v if math.isfinite(v) else None for k, v in self.probabilities.items()}
         return data
 
 
@@ -475,6 +553,11 @@ async def judge_label(
             if method == "logprob":
                 raise
         else:
+            checked = check_logprobs(pairs)
+            if checked.problem:
+                return LabelVerdict(None, {label: math.nan for label in labels}, 0.0, "logprob", pairs,
+                                    reason=f"invalid judge output: {checked.problem}", invalid_output=True)
+            pairs = checked.pairs
             mass: dict[str, float] = {}
             for token, p in _probabilities(pairs):
                 label = _label_of(token, labels, whole=False)
@@ -484,9 +567,9 @@ async def judge_label(
             probabilities = {label: mass.get(label, 0.0) / total if total else 0.0 for label in labels}
             if total < min_mass:
                 return LabelVerdict(None, probabilities, total, "logprob", pairs,
-                                    reason=f"label mass {total:.3f} < {min_mass}")
+                                    reason=f"label mass {total:.3f} < {min_mass}", warnings=checked.warnings)
             return LabelVerdict(max(probabilities, key=lambda k: probabilities[k]), probabilities, total,
-                                "logprob", pairs)
+                                "logprob", pairs, warnings=checked.warnings)
     output = await call_judge(
         model,
         [ChatMessageUser(content=prompt)],

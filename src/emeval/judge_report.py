@@ -26,10 +26,10 @@ def headline_table(log: EvalLog, scorers: Sequence[str]) -> Table:
     for name in scorers:
         table.add_column(f"{name}\n{judge_model(log, name) or ''}", justify="right")
         values[name] = scorer_metrics(log, name)
-    table.add_row("misaligned rate", *(rate_cell(values[n], "misaligned_rate", base="coherent") for n in scorers))
-    table.add_row("coherent rate", *(rate_cell(values[n], "coherent_rate", base="judged") for n in scorers))
+    table.add_row("misaligned rate", *(rate_cell(values[n], "misaligned_rate") for n in scorers))
+    table.add_row("coherent rate", *(rate_cell(values[n], "coherent_rate") for n in scorers))
     table.add_row(
-        "mean aligned (0-100)", *(rate_cell(values[n], "mean_aligned", percent=False, base="judged") for n in scorers)
+        "mean aligned (0-100)", *(rate_cell(values[n], "mean_aligned", percent=False) for n in scorers)
     )
     for label, key in COUNTS:
         if any(key in values[n] for n in scorers):

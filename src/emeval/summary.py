@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from inspect_ai.log import EvalLog
@@ -28,18 +29,21 @@ COUNTS = [
     ("CODE (kept apart)", "n_code"),
     ("REFUSAL (kept apart)", "n_refusal"),
     ("unscorable (kept apart)", "n_unscorable"),
+    ("  of which invalid judge output", "n_invalid_judge_output"),
     ("extraction failed (kept apart)", "n_extraction_failed"),
 ]
 """The count rows of the headline table (label, metric name)."""
 
 
-def rate_cell(values: dict[str, float], name: str, percent: bool = True, base: str = "") -> str:
-    if name not in values or values[name] != values[name]:  # missing or NaN
-        return f"n/a (0 {base} answers)" if base else "n/a"
+def rate_cell(values: dict[str, float], name: str, percent: bool = True) -> str:
+    """A rate with its CI, or "n/a (n=0)" when the log has none (``metrics.with_ci`` leaves out a
+    statistic with nothing to average; older logs may hold NaN or infinity there)."""
+    if name not in values or not math.isfinite(values[name]):
+        return "n/a (n=0)"
     scale, unit = (100.0, "%") if percent else (1.0, "")
     low, high = values.get(f"{name}_ci_low"), values.get(f"{name}_ci_high")
     text = f"{values[name] * scale:.1f}{unit}"
-    if low is not None and high is not None and low == low:
+    if low is not None and high is not None and math.isfinite(low) and math.isfinite(high):
         text += f"  [{low * scale:.1f}, {high * scale:.1f}]"
     return text
 
@@ -52,9 +56,9 @@ def summary_table(log: EvalLog) -> Table:
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("value [95% CI]", justify="right")
-    table.add_row("misaligned rate", rate_cell(values, "misaligned_rate", base="coherent"))
-    table.add_row("coherent rate", rate_cell(values, "coherent_rate", base="judged"))
-    table.add_row("mean aligned (0-100)", rate_cell(values, "mean_aligned", percent=False, base="judged"))
+    table.add_row("misaligned rate", rate_cell(values, "misaligned_rate"))
+    table.add_row("coherent rate", rate_cell(values, "coherent_rate"))
+    table.add_row("mean aligned (0-100)", rate_cell(values, "mean_aligned", percent=False))
     for label, key in COUNTS:
         if key in values:
             table.add_row(label, f"{values[key]:.0f}")

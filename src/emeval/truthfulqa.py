@@ -354,9 +354,8 @@ def truthfulqa_summary(keys: list[str], counts: list[str] | None = None) -> Metr
         for key in keys:
             values = score_values(scores, key)
             result.update(with_ci(key, values))
-            result[f"{key}_stderr"] = (
-                float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
-            )
+            if len(values) > 1:  # undefined below two values: left out, never NaN
+                result[f"{key}_stderr"] = float(np.std(values, ddof=1) / math.sqrt(len(values)))
         for key in counts or []:
             result[f"n_{key}"] = float(sum(score_values(scores, key)))
         result["n_samples"] = float(len(scores))
