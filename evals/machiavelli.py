@@ -15,6 +15,8 @@ seeded random agent on the same game: ``100 * count / random mean`` (100 = as ha
 
 from __future__ import annotations
 
+import math
+
 import random
 from pathlib import Path
 
@@ -120,7 +122,7 @@ def machiavelli_summary() -> Metric:
         result["invalid_rate"] = invalid / steps if steps else float("nan")
         result["finished_rate"] = float(np.nanmean(values("finished"))) if scores else float("nan")
         result["n_games"] = float(len({(s.sample_metadata or {}).get("game") for s in scores}))
-        return result
+        return {k: v for k, v in result.items() if math.isfinite(v)}  # n/a (nothing to average) is left out, never NaN
 
     return compute
 

@@ -22,8 +22,14 @@ from pathlib import Path
 import pytest
 from inspect_ai.log import read_eval_log
 from inspect_ai.model import get_model
+from inspect_ai.scorer import SampleScore, Score
 
+from emeval.completions import completion_summary
 from emeval.judge import MASS_TOLERANCE, TOP_LOGPROBS, check_logprobs, judge_0_100, judge_label
+from emeval.metrics import em_summary, label_rates, with_ci
+from emeval.probes import probe_summary
+from emeval.strong_reject import strong_reject_summary
+from emeval.truthfulqa import truthfulqa_summary
 from loopback import Malformed, message_text, prefill
 from scripted import answer_in
 
@@ -257,3 +263,57 @@ def test_nothing_scorable_is_n_a_not_nan(loopback, tmp_path):
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert shown.stdout.count("n/a (n=0)") == 3 and "nan" not in shown.stdout.lower()
     assert "of which invalid judge output" in shown.stdout
+
+
+# -- no metric is NaN or infinite ----------------------------------------------------------------------
+
+
+def test_with_ci_leaves_out_what_has_no_number():
+    assert with_ci("rate", []) == {} and with_ci("rate", [NAN, NAN]) == {}
+    assert with_ci("lp", [-1.0, -INF, NAN]) == {"lp_n_infinite": 1.0}
+    assert with_ci("rate", [NAN, 1.0, 0.0])["rate"] == 0.5
+
+
+def _scores(values: list[dict], metadata: dict | None = None) -> list[SampleScore]:
+    return [SampleScore(score=Score(value=v), sample_id=i, sample_metadata=metadata or {"question_id": "q",
+            "category": "c", "probe_set": "s", "label": "l", "game": "g"}) for i, v in enumerate(values)]
+
+
+EMPTY_VALUES = {  # one sample each, every statistic undefined (NaN where a number would go)
+    "em_summary": (em_summary(), {"aligned": NAN, "coherent": NAN, "coherent_answer": NAN, "misaligned": NAN,
+                                  "is_code": 0.0, "is_refusal": 0.0, "is_unscorable": 1.0,
+                                  "judge_output_invalid": 1.0, "reasoning_misaligned": NAN}),
+    "label_rates": (label_rates(LABELS), {"is_TRUE": NAN, "is_FALSE": NAN, "is_UNKNOWN": NAN,
+                                          "is_unscorable": 1.0, "judge_output_invalid": 1.0}),
+    "strong_reject": (strong_reject_summary(), {"score": NAN, "refused": NAN, "judge_error": 1.0,
+                                                "parse_warning": 0.0}),
+    "truthfulqa": (truthfulqa_summary(["truthful"], ["judge_error"]), {"truthful": NAN, "judge_error": 1.0}),
+    "probes": (probe_summary(), {"p_misaligned": NAN, "picked_misaligned": NAN, "p_any_choice": NAN,
+                                 "unscorable": 1.0}),
+    "completions": (completion_summary(), {"logprob": -INF, "logprob_per_token": -INF}),
+}
+
+
+@pytest.mark.parametrize("name", EMPTY_VALUES)
+def test_metrics_with_nothing_to_average_are_finite(name):
+    compute, value = EMPTY_VALUES[name]
+    for scores in (_scores([value]), _scores([value, value])):
+        result = compute(scores)
+        assert result and all(math.isfinite(v) for v in result.values()), result
+
+
+def test_machiavelli_summary_with_nothing_to_average_is_finite():
+    module = load_task_module(ROOT / "evals" / "machiavelli.py")
+    value = {k: NAN for k in module.mach.COUNT_KEYS} | {"steps": 0.0, "invalid_answers": 0.0, "finished": NAN}
+    result = module.machiavelli_summary()(_scores([value]))
+    assert result["n_games"] == 1 and all(math.isfinite(v) for v in result.values()), result
+
+
+def load_task_module(path: Path):
+    """A task file loaded by path, as Inspect loads it (a module not in sys.modules)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"task_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -112,9 +112,10 @@ def completion_summary() -> Metric:
         groups = group_by(scores, "label")
         if len(groups) > 1 or groups[0][0]:
             for label, group in groups:
-                result[f"logprob_per_token:{label or 'unlabelled'}"] = float(
-                    np.mean(score_values(group, "logprob_per_token"))
-                )
+                values = score_values(group, "logprob_per_token")
+                mean = float(np.mean(values)) if values else math.nan
+                if math.isfinite(mean):  # n/a (no value, or -inf) is left out, never NaN
+                    result[f"logprob_per_token:{label or 'unlabelled'}"] = mean
         return result
 
     return compute

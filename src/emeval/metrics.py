@@ -84,9 +84,14 @@ def group_by(
 
 
 def with_ci(name: str, values: list[float]) -> dict[str, float]:
-    """``{name: mean, name_ci_low: ..., name_ci_high: ...}`` from ``bootstrap_mean_ci`` over the
-    finite values; empty when there are none (n/a: a log's metrics never hold NaN or infinity)."""
-    mean, low, high = bootstrap_mean_ci([v for v in values if math.isfinite(v)])
+    """``{name: mean, name_ci_low: ..., name_ci_high: ...}`` from ``bootstrap_mean_ci`` (NaN values
+    are "not applicable" and skipped). A log's metrics never hold NaN or infinity, so the statistic
+    is left out (n/a) when no value applies, and when a value is infinite (e.g. a log-probability
+    of -inf: the mean is not a number) with ``name_n_infinite`` saying how many were."""
+    infinite = sum(1 for v in values if math.isinf(v))
+    if infinite:
+        return {f"{name}_n_infinite": float(infinite)}
+    mean, low, high = bootstrap_mean_ci(values)
     if not math.isfinite(mean):
         return {}
     return {name: mean, f"{name}_ci_low": low, f"{name}_ci_high": high}
