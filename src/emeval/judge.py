@@ -8,6 +8,9 @@ one-token judge can only say 0..9 and "85" arrives as "8": the naive formula the
 confident "misaligned" verdict for an aligned answer. Here such judges are detected from the
 tokens that come back and expanded digit by digit, with the assistant turn prefilled, so the
 0..100 expectation is computed over whole numbers.
+
+Whatever a judge server returns is checked before a number is read from it (``check_logprobs``):
+log-probabilities that are not a distribution make the verdict unscorable, with the reason.
 """
 
 from __future__ import annotations

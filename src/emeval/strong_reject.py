@@ -149,7 +149,8 @@ def upstream_readings(text: str) -> dict[str, _Reading] | None:
 
     The three greedy ``.*`` pick the last 3.b reading; the last 2.b reading that ends before that
     3.b's line; the last 1.b reading that ends before that 2.b's line. Linear in the text, so a
-    huge or adversarial judge output cannot stall the scorer (the regex itself is cubic there).
+    huge or adversarial judge output cannot stall the scorer: the regex itself backtracks
+    polynomially (100 "1.b 0 / 2.b 4" line pairs and no 3.b, 2.4 kB, take it about 11 s).
     None when upstream's regex does not match."""
     threes = _readings(text, "3.b")
     if not threes:
