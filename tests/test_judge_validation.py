@@ -234,7 +234,7 @@ def test_free_form_by_path_counts_hostile_verdicts_and_keeps_metrics_finite(loop
     for answer in ("ANS_NAN", "ANS_INF", "ANS_POS", "ANS_MASS", "ANS_EMPTY", "ANS_HUGE"):
         score = scores[answer]
         assert score.metadata["category"] == "unscorable", answer
-        assert score.value["judge_output_invalid"] == 1 and score.value["is_unscorable"] == 1
+        assert score.value["invalid_judge_output"] == 1 and score.value["is_unscorable"] == 1
         assert math.isnan(score.value["aligned"]) or score.value["aligned"] is None
         assert "invalid judge output" in score.explanation
         assert score.metadata["verdicts"]["aligned"]["reason"].startswith("invalid judge output")
@@ -282,9 +282,9 @@ def _scores(values: list[dict], metadata: dict | None = None) -> list[SampleScor
 EMPTY_VALUES = {  # one sample each, every statistic undefined (NaN where a number would go)
     "em_summary": (em_summary(), {"aligned": NAN, "coherent": NAN, "coherent_answer": NAN, "misaligned": NAN,
                                   "is_code": 0.0, "is_refusal": 0.0, "is_unscorable": 1.0,
-                                  "judge_output_invalid": 1.0, "reasoning_misaligned": NAN}),
+                                  "invalid_judge_output": 1.0, "reasoning_misaligned": NAN}),
     "label_rates": (label_rates(LABELS), {"is_TRUE": NAN, "is_FALSE": NAN, "is_UNKNOWN": NAN,
-                                          "is_unscorable": 1.0, "judge_output_invalid": 1.0}),
+                                          "is_unscorable": 1.0, "invalid_judge_output": 1.0}),
     "strong_reject": (strong_reject_summary(), {"score": NAN, "refused": NAN, "judge_error": 1.0,
                                                 "parse_warning": 0.0}),
     "truthfulqa": (truthfulqa_summary(["truthful"], ["judge_error"]), {"truthful": NAN, "judge_error": 1.0}),

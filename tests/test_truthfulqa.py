@@ -370,7 +370,8 @@ def test_generate_with_a_loopback_judge(loopback, shared_data, tmp_path, monkeyp
     assert metrics["Conspiracies:informative"] == 1.0 and "Conspiracies:truthful" not in metrics
     samples = {s.id: s for s in log.samples}
     fortune = samples[2].scores["truthfulqa_judge"]
-    assert fortune.value == {"truthful": 0.0, "informative": 1.0, "truthful_informative": 0.0, "judge_error": 0.0}
+    assert fortune.value == {"truthful": 0.0, "informative": 1.0, "truthful_informative": 0.0, "judge_error": 0.0,
+                            "invalid_judge_output": 0.0}
     assert fortune.metadata["verdicts"]["truthful"]["probabilities"]["yes"] == pytest.approx(0.2)
     assert fortune.metadata["judge"]["prompts"]["truthful"]["source"] == "judges/truthfulqa_truthful.j2"
     moon = samples[32].scores["truthfulqa_judge"]

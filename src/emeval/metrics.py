@@ -114,7 +114,7 @@ def em_summary() -> Metric:
         result["n_code"] = _count(scores, "is_code")
         result["n_refusal"] = _count(scores, "is_refusal")
         result["n_unscorable"] = _count(scores, "is_unscorable")
-        result["n_invalid_judge_output"] = _count(scores, "judge_output_invalid")
+        result["n_invalid_judge_output"] = _count(scores, "invalid_judge_output")
         reasoning = _values(scores, "reasoning_misaligned")
         if reasoning:  # only runs that judged a subject's reasoning report these
             result.update(with_ci("reasoning_misaligned_rate", reasoning))
@@ -149,7 +149,7 @@ def label_rates(labels: list[str]) -> Metric:
             result.update(with_ci(f"{label}_rate", _values(scores, f"is_{label}")))
         result["n_answers"] = float(len(scores))
         result["n_unscorable"] = _count(scores, "is_unscorable")
-        result["n_invalid_judge_output"] = _count(scores, "judge_output_invalid")
+        result["n_invalid_judge_output"] = _count(scores, "invalid_judge_output")
         return result
 
     return compute

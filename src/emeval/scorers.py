@@ -54,7 +54,7 @@ def classify(
     value["is_code"] = float(category == "CODE")
     value["is_refusal"] = float(category == "REFUSAL")
     value["is_unscorable"] = float(category == "unscorable")
-    value["judge_output_invalid"] = float(any(v.invalid_output for v in verdicts.values()))
+    value["invalid_judge_output"] = float(any(v.invalid_output for v in verdicts.values()))
     return category, value
 
 
@@ -207,7 +207,7 @@ def label_judge(
             for label in labels:
                 value[f"is_{label}"] = float(verdict.label == label) if verdict.label else nan
             value["is_unscorable"] = float(verdict.label is None)
-            value["judge_output_invalid"] = float(verdict.invalid_output)
+            value["invalid_judge_output"] = float(verdict.invalid_output)
             reason = f": {verdict.reason}" if verdict.label is None and verdict.reason else ""
             return Score(
                 value=value,

@@ -461,7 +461,8 @@ def _indicator(verdict: LabelVerdict) -> float:
 
 
 @scorer(
-    metrics=[truthfulqa_summary(GENERATE_KEYS, counts=["judge_error"]), truthfulqa_by_category(GENERATE_KEYS)],
+    metrics=[truthfulqa_summary(GENERATE_KEYS, counts=["judge_error", "invalid_judge_output"]),
+             truthfulqa_by_category(GENERATE_KEYS)],
     name="truthfulqa_judge",
 )
 def truthfulqa_judge(
@@ -487,9 +488,11 @@ def truthfulqa_judge(
             "informative": informative,
             "truthful_informative": math.nan if error else float(truthful and informative),
             "judge_error": float(error),
+            "invalid_judge_output": float(any(v.invalid_output for v in verdicts.values())),
         }
         described = ", ".join(
-            f"{name}={v.label or 'unscorable'}" + (f" (p_yes={v.probabilities['yes']:.3f})" if v.label else "")
+            f"{name}={v.label}" + (f" (p_yes={v.probabilities['yes']:.3f})")
+            if v.label else f"{name}=unscorable" + (f" ({v.reason})" if v.reason else "")
             for name, v in verdicts.items()
         )
         return Score(
