@@ -4,7 +4,8 @@ names the log and the reason (``inspect eval`` itself can exit 0 with such a log
 The logs are produced for real: a free-form eval whose judge is unreachable (status ``error``), and an
 ``inspect eval`` process interrupted with SIGINT (``cancelled``) or killed with SIGKILL (left ``started``)
 while its subject hangs. ``emeval nightly`` is covered by test_nightly.py
-(test_a_failed_eval_records_nothing_and_exits_3); ``emeval demo`` prints through the same
+(test_a_failed_eval_records_nothing_and_exits_3); ``emeval audit`` refuses an unfinished run of its own
+(``audit.run_evals``, naming each log); ``emeval demo`` prints through the same
 ``print_summary`` as ``emeval summary`` and exits 1 on the same condition.
 """
 
@@ -207,26 +208,3 @@ def test_sweep_run_names_the_log_of_a_failed_eval(tmp_path):
     assert result.exit_code == 1, result.output
     [log] = (out / "logs" / "step_10").glob("*.eval")
     assert says(result, f"{log}: status 'error'"), result.output
-
-
-def test_audit_names_the_log_of_a_failed_eval(tmp_path, monkeypatch):
-    """The audit's first run errors (its judge is unreachable): exit 1 before any training, naming the log."""
-    pytest.importorskip("torch")  # third-party: the tiny checkpoint needs it
-    from emeval import audit
-    from tiny_model import build_tiny_llama
-
-    monkeypatch.setattr(audit, "RETRY_ATTEMPTS", 0)
-    monkeypatch.chdir(ROOT)  # Inspect loads task files relative to the current folder
-    model = build_tiny_llama(tmp_path / "model")
-    questions = write_questions(tmp_path / "q.yaml", 1)
-    out = tmp_path / "audit"
-    result = emeval(
-        "audit", model, "--data", ROOT / "tests" / "fixtures" / "benign_alpaca.jsonl", "--batch", "4",
-        "--evals", "evals/free_form.py", "-T", f"questions={questions}", "-T", "max_tokens=4",
-        "--judge", "openai-api/down/judge", "-J", f"base_url=http://127.0.0.1:{closed_port()}/v1", "-J", "api_key=k",
-        "-J", "max_retries=1", "--out", out, "--device", "cpu",
-    )
-    assert result.exit_code == 1, result.output
-    [log] = (out / "logs" / "before").glob("*.eval")
-    assert says(result, f"the before run did not finish") and says(result, str(log)), result.output
-    assert not (out / "finetuned").exists()
