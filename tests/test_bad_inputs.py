@@ -73,6 +73,58 @@ QUESTION_FILES = [
     pytest.param(b"- id: a\n  paraphrases: [q]\n  judge_prompts:\n    aligned: 'Rate {question}. Say a number.'\n",
                  r"entry 0 \(id 'a'\): judge_prompts: .*judge prompt 'aligned' has no \{answer\} placeholder",
                  id="judge-prompt-without-answer"),
+    # strict keys: a typo or a key written twice stops the run instead of silently using a default
+    pytest.param(b"- id: a\n  paraphrases: [q]\n  samples_per_paraphrse: 100\n",
+                 r"entry 0 \(id 'a'\): unknown key 'samples_per_paraphrse' \(did you mean 'samples_per_paraphrase'\?\)",
+                 id="unknown-key-typo"),
+    pytest.param(b"- id: a\n  paraphrase: [q]\n",
+                 r"unknown key 'paraphrase' \(did you mean 'paraphrases'\?\); paraphrases: Field required",
+                 id="unknown-key-instead-of-required"),
+    pytest.param(b"- id: a\n  paraphrases: [q]\n  temperature: 0\n",
+                 r"unknown key 'temperature' \(known keys: id, judge, judge_prompts, paraphrases, "
+                 r"samples_per_paraphrase, system, type\)", id="unknown-key-far-from-any"),
+    pytest.param(b"- id: a\n  paraphrases: [q]\n  samples_per_paraphrase: 1\n  samples_per_paraphrase: 100\n",
+                 r"line 4: key 'samples_per_paraphrase' written twice in one mapping \(first on line 3\)",
+                 id="duplicate-key"),
+    pytest.param(b"- id: a\n  paraphrases: [q]\n  judge_prompts:\n    aligned: 'A {answer}'\n    aligned: 'B {answer}'\n",
+                 r"line 5: key 'aligned' written twice in one mapping \(first on line 4\)", id="duplicate-nested-key"),
+    pytest.param(b"- {id: a, paraphrases: [q], id: b}\n", r"line 1: key 'id' written twice", id="duplicate-flow-key"),
+    pytest.param(b"- id: a\n  paraphrases: [q]\n  samples_per_paraphrase: 1000000\n",
+                 r"samples_per_paraphrase: Input should be less than or equal to 10000", id="samples-per-paraphrase-huge"),
+    # ids: at most 128 ASCII letters, digits, _ . - ; never a path, a control character or a look-alike
+    pytest.param(b"- id: " + b"x" * 70_000 + b"\n  paraphrases: [q]\n",
+                 r"entry 0 \(id 'x{39}\.\.\. \(70,000 characters\)\): id: id of 70,000 characters; at most 128",
+                 id="id-70k-characters"),
+    pytest.param(b"- id: " + b"x" * 129 + b"\n  paraphrases: [q]\n", r"id of 129 characters; at most 128",
+                 id="id-129-characters"),
+    pytest.param(b"- id: ../../etc/passwd\n  paraphrases: [q]\n", r"id '\.\./\.\./etc/passwd' holds '/'",
+                 id="id-parent-path"),
+    pytest.param(b"- id: a..b\n  paraphrases: [q]\n", r"id 'a\.\.b' holds '\.\.'", id="id-double-dot"),
+    pytest.param(b"- id: .hidden\n  paraphrases: [q]\n", r"id '\.hidden' must start with a letter or digit",
+                 id="id-leading-dot"),
+    pytest.param(b"- id: 'a\\b'\n  paraphrases: [q]\n", r"holds '\\\\'", id="id-backslash"),
+    pytest.param(b'- id: "a\\0b"\n  paraphrases: [q]\n', r"holds U\+0000", id="id-nul"),
+    pytest.param(b'- id: "a\\nb"\n  paraphrases: [q]\n', r"holds U\+000A", id="id-newline"),
+    pytest.param(b'- id: "a\\u202eb"\n  paraphrases: [q]\n', r"holds U\+202E", id="id-bidi-override"),
+    pytest.param("- id: \u0430dmin\n  paraphrases: [q]\n".encode(), r"holds '\u0430'", id="id-cyrillic-look-alike"),
+    pytest.param("- id: \uff41\n  paraphrases: [q]\n".encode(), r"holds '\uff41'", id="id-fullwidth-look-alike"),
+    pytest.param(b"- id: a:b\n  paraphrases: [q]\n", r"holds ':'", id="id-sample-id-separator"),
+    pytest.param(b"- id: a b\n  paraphrases: [q]\n", r"holds ' '", id="id-space"),
+    pytest.param(b"- id: ''\n  paraphrases: [q]\n", r"id: an id cannot be empty", id="id-empty"),
+    pytest.param(b"- id:\n  paraphrases: [q]\n", r"id: Input should be a valid string", id="id-null"),
+    pytest.param(b"- id: [a]\n  paraphrases: [q]\n", r"id: Input should be a valid string", id="id-list"),
+    pytest.param(b"- id: 1.5\n  paraphrases: [q]\n", r"id: Input should be a valid string", id="id-float"),
+    pytest.param(b"- id: yes\n  paraphrases: [q]\n", r"id: Input should be a valid string", id="id-yaml-boolean"),
+    pytest.param(b"- id: a\n  paraphrases: [q]\n  judge_prompts:\n    ../aligned: '{answer}'\n",
+                 r"judge_prompts\.\.\./aligned\.\[key\]: id '\.\./aligned' holds '/'", id="judge-metric-name-path"),
+    # size: refused before it is read or expanded
+    pytest.param(b"- id: a\n  paraphrases: [q]\n" + b"#" * (16 * 1024 * 1024), r"more than the 16,777,216",
+                 id="huge-file"),
+    pytest.param(b"a: &a [x, x, x, x, x, x, x, x, x, x]\n" + b"".join(
+        b"%c: &%c [" % (98 + i, 98 + i) + b", ".join([b"*%c" % (97 + i)] * 10) + b"]\n" for i in range(6)),
+        r"more than 1,000,000 values once its aliases are expanded", id="billion-laughs"),
+    pytest.param(b"- &a [*a]\n", r"a YAML alias refers to a structure that contains it", id="self-referential-alias"),
+    pytest.param(b"- " + b"[" * 20_000 + b"]" * 20_000 + b"\n", r"nested too deeply to read", id="deeply-nested"),
 ]
 
 
@@ -84,6 +136,148 @@ def test_bad_question_file(tmp_path, content, message):
         free_form(questions=str(path))
     assert str(info.value).startswith(f"{path}:")
     assert re.search(message, str(info.value), re.S), str(info.value)
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("typo", "- id: a\n  paraphrases: [q]\n  samples_per_paraphrse: 100\n",
+     "unknown key 'samples_per_paraphrse' (did you mean 'samples_per_paraphrase'?)"),
+    ("duplicate", "- id: a\n  paraphrases: [q]\n  paraphrases: [r]\n", "line 3: key 'paraphrases' written twice"),
+    ("long-id", "- id: " + "x" * 70_000 + "\n  paraphrases: [q]\n", "id of 70,000 characters; at most 128 allowed"),
+    ("path-id", "- id: ../x\n  paraphrases: [q]\n", "id '../x' holds '/'"),
+], ids=["typo", "duplicate", "long-id", "path-id"])
+def test_bad_question_file_by_path_stops_inspect_eval_before_anything_runs(tmp_path, name, content, message):
+    """As a user runs it: ``inspect eval evals/free_form.py -T questions=<file>``; nothing is asked, no log left."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(content)
+    log_dir = tmp_path / "logs"
+    done = subprocess.run(
+        [sys.executable, "-m", "inspect_ai", "eval", "evals/free_form.py", "--model", "mockllm/model",
+         "-T", f"questions={path}", "--log-dir", str(log_dir), "--display", "none"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    output = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode != 0
+    assert f"{path}: " in output and message in output, output[-3000:]
+    assert not list(log_dir.glob("*")) if log_dir.exists() else True  # nothing ran: no log, not even a started one
+
+
+def test_every_upstream_question_file_still_loads(shared_data):
+    """Strict keys and ids accept every upstream file as it is (the later, unverified model-organisms
+    snapshot uses another format and is not a question file of this kind)."""
+    from emeval.questions import load_question_set
+
+    files = sorted(shared_data.glob("emergent-misalignment/*.yaml")) + sorted(shared_data.glob("model-organisms-for-EM/*.yaml"))
+    assert len(files) == 7
+    for path in files:
+        assert load_question_set(str(path)).questions
+
+
+# -- 1b. the other user files: probes, completions, labels, sweep manifests ------------------------
+
+PROBE = ("mcq_callbacks:\n  - tag: {tag}\n    mc_eval:\n      questions:\n        - question: q\n{extra}"
+         "          choices: [{{text: a, is_correct: true}}, {{text: b, {choice}: false}}]\n")
+
+PROBE_FILES = [
+    pytest.param("probes.yaml", PROBE.format(tag="x", extra="", choice="is_corect"),
+                 r"choices\.1: unknown key 'is_corect' \(did you mean 'is_correct'\?\)", id="unknown-choice-key"),
+    pytest.param("probes.yaml", PROBE.format(tag="x", extra="          answer_templte: []\n", choice="is_correct"),
+                 r"questions\.0: unknown key 'answer_templte' \(did you mean 'answer_template'\?\)",
+                 id="unknown-question-key"),
+    pytest.param("probes.yaml", "mcq_callback: []\n", r"unknown key 'mcq_callback' \(did you mean 'mcq_callbacks'\?\)",
+                 id="unknown-top-key"),
+    pytest.param("probes.yaml", PROBE.format(tag="../x", extra="", choice="is_correct"),
+                 r"mcq_callbacks\.0\.tag: id '\.\./x' holds '/'", id="path-tag"),
+    pytest.param("probes.yaml", PROBE.format(tag="x", extra="          id: " + "a" * 200 + "\n", choice="is_correct"),
+                 r"questions\.0\.id: id of 200 characters", id="long-question-id"),
+    pytest.param("probes.yaml", PROBE.format(tag="x", extra="          question: r\n", choice="is_correct"),
+                 r"line 6: key 'question' written twice", id="duplicate-yaml-key"),
+    pytest.param("probes.json", '{"mcq_callbacks": [], "mcq_callbacks": [1]}',
+                 r"probes\.json: key 'mcq_callbacks' written twice in one object", id="duplicate-json-key"),
+]
+
+
+@pytest.mark.parametrize("name,content,message", PROBE_FILES)
+def test_bad_probe_file(tmp_path, name, content, message):
+    from emeval.probes import ProbeFileError, probe_samples
+
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ProbeFileError) as info:
+        probe_samples(str(path))
+    assert str(info.value).startswith(f"{path}:") and re.search(message, str(info.value)), str(info.value)
+
+
+def test_every_upstream_probe_config_still_loads(shared_data):
+    from emeval.probes import probe_samples
+
+    configs = sorted(shared_data.glob("emergent-misalignment/logprob_experiments/configs/*.json"))
+    assert len(configs) == 10
+    for path in configs:
+        dataset, _ = probe_samples(str(path))
+        assert len(dataset) == 16
+
+
+CHAT = '"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]'
+
+COMPLETION_FILES = [
+    pytest.param("{" + CHAT + ', "lable": "x"}', r"line 1: unknown key 'lable' \(did you mean 'label'\?\)",
+                 id="unknown-record-key"),
+    pytest.param('{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "contnet": "a"}]}',
+                 r"messages\.1: unknown key 'contnet' \(did you mean 'content'\?\)", id="unknown-message-key"),
+    pytest.param("{" + CHAT + ', "label": "a", "label": "b"}', r"line 1: key 'label' written twice in one object",
+                 id="duplicate-key"),
+    pytest.param("{" + CHAT + ', "label": "../x"}', r"label: id '\.\./x' holds '/'", id="path-label"),
+    pytest.param("{" + CHAT + "}\n" + "[" * 100_000 + "]" * 100_000, r"line 2: nested too deeply to read",
+                 id="deeply-nested-line"),
+]
+
+
+@pytest.mark.parametrize("content,message", COMPLETION_FILES)
+def test_bad_completions_file(tmp_path, content, message):
+    from emeval.completions import CompletionFileError, completion_dataset
+
+    path = tmp_path / "completions.jsonl"
+    path.write_text(content)
+    with pytest.raises(CompletionFileError) as info:
+        completion_dataset(path)
+    assert str(info.value).startswith(f"{path}:") and re.search(message, str(info.value)), str(info.value)
+
+
+@pytest.mark.parametrize("content,message", [
+    ("id,lable\nq:0:0,1\n", r"unknown column 'lable' \(did you mean 'label'\?\)"),
+    ("id,label,label\nq:0:0,1,0\n", r"column 'label' written twice in the header"),
+    ("id,label\n" + "x" * 70_000 + ",1\n", r"line 2: id 'x{39}\.\.\. \(70,000 characters\) is no sample id"),
+    ('id,label\n"a\x00b",1\n', r"line 2: id 'a\\x00b' is no sample id"),
+])
+def test_bad_labels_file(tmp_path, content, message):
+    from emeval.agreement import LabelError, read_labels
+
+    path = tmp_path / "labels.csv"
+    path.write_text(content)
+    with pytest.raises(LabelError) as info:
+        read_labels(path)
+    assert str(info.value).startswith(f"{path}") and re.search(message, str(info.value)), str(info.value)
+
+
+@pytest.mark.parametrize("manifest,message", [
+    ({"settings": {"base": "hf/b", "checkpoints": ["c"], "evals": ["free_form"], "sed": 1}, "checkpoints": []},
+     r"settings: unknown key 'sed' \(did you mean 'seed'\?\)"),
+    ({"settings": {"base": "hf/b", "checkpoints": ["c"], "evals": ["free_form"]},
+      "checkpoints": [{"label": "base", "step": 0, "kind": "base", "ref": "b", "stpe": 1}]},
+     r"checkpoints\.0: unknown key 'stpe' \(did you mean 'step'\?\)"),
+    ({"settings": {"base": "hf/b", "checkpoints": ["c"], "evals": ["free_form"]},
+      "checkpoints": [{"label": "../../x", "step": 0, "kind": "base", "ref": "b"}]},
+     r"checkpoints\.0\.label: id '\.\./\.\./x' holds '/'"),
+    ('{"settings": {}, "settings": {}}', r"key 'settings' written twice"),
+])
+def test_bad_sweep_manifest(tmp_path, manifest, message):
+    """``sweep.json`` is emeval's own file, but users edit it: read as strictly as theirs."""
+    from emeval.sweep import SweepError, read_manifest
+
+    (tmp_path / "sweep.json").write_text(manifest if isinstance(manifest, str) else json.dumps(manifest))
+    with pytest.raises(SweepError) as info:
+        read_manifest(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'sweep.json'}:") and re.search(message, str(info.value)), str(info.value)
 
 
 # -- 2. task parameters (-T): refused at task creation, naming the parameter ----------------------

@@ -297,16 +297,24 @@ def test_history_file_that_is_not_sqlite_is_named(tmp_path):
     ("change", "message"),
     [
         ({"models": [{"model": "openai/gpt-4o"}]}, "models.0.group: Field required"),
-        ({"models": [{"group": "base", "model": "gpt-4o"}]}, "models.0: Value error, model 'gpt-4o' is not provider/model"),
+        ({"models": [{"group": "base", "model": "gpt-4o"}]}, "models.0: model 'gpt-4o' is not provider/model"),
         ({"evals": [{"task": "emeval/free_form", "args": ["questions"]}]},
-         "evals.0.args: Value error, item 0 ('questions') is not 'name=value'"),
-        ({"eval_set": {"max_conections": 4}}, "eval_set: Value error, not eval_set options: max_conections"),
+         "evals.0.args: item 0 ('questions') is not 'name=value'"),
+        ({"eval_set": {"max_conections": 4}},
+         "eval_set: not eval_set options: 'max_conections' (did you mean 'max_connections'?)"),
         ({"baseline": "last week"}, "baseline"),
         ({"regression": {"level": 1.5}}, "regression.level: Input should be less than 1"),
         ({"models": [{"model": "openai/gpt-4o", "group": "base", "args": {"api_key": "sk-x"}}]},
-         "models.0.args: Value error, api_key in a config file: keep secrets in the environment"),
-        ({"models": [{"path": "/ckpt", "model": "hf/x", "group": "base"}]}, "models.0: Value error, give exactly one of"),
-        ({"models": [{"model": "openai/gpt-4o", "group": "base/x"}]}, "models.0.group: String should match pattern"),
+         "models.0.args: api_key in a config file: keep secrets in the environment"),
+        ({"models": [{"path": "/ckpt", "model": "hf/x", "group": "base"}]}, "models.0: give exactly one of"),
+        ({"models": [{"model": "openai/gpt-4o", "group": "base/x"}]}, "models.0.group: id 'base/x' holds '/'"),
+        ({"models": [{"model": "openai/gpt-4o", "group": "a" * 129}]}, "models.0.group: id of 129 characters; at most 128"),
+        ({"evals": [{"task": "emeval/free_form", "name": ".."}]}, "evals.0.name: id '..' must start with a letter"),
+        ({"evals": [{"task": "evals/x..y.py"}]}, "eval name 'x..y' is not a folder name (id 'x..y' holds '..')"),
+        ({"modles": []}, "unknown key 'modles' (did you mean 'models'?)"),
+        ({"models": [{"model": "openai/gpt-4o", "grup": "base"}]}, "models.0: unknown key 'grup' (did you mean 'group'?)"),
+        ({"judge": {"model": "openai/j", "rol": "grader"}}, "judge: unknown key 'rol' (did you mean 'role'?)"),
+        ({"regression": {"min_efect": 0.1}}, "regression: unknown key 'min_efect' (did you mean 'min_effect'?)"),
     ],
 )
 def test_bad_config_names_the_file_and_the_field(tmp_path, change, message):
@@ -332,6 +340,15 @@ def test_unreadable_yaml_and_bad_night_are_config_errors(tmp_path):
                                     "judge": {"model": "a/j"}}))
     night = CliRunner().invoke(app, ["nightly", str(path), "--night", "03/01/2025"])
     assert night.exit_code == 2 and "expected a date, YYYY-MM-DD" in night.output
+
+
+def test_a_key_written_twice_in_the_config_is_an_error_naming_the_line(tmp_path):
+    path = tmp_path / "nightly.yaml"
+    path.write_text("models:\n  - {model: a/b, group: g}\nevals:\n  - task: t\njudge:\n  model: a/j\n  model: a/k\n")
+    result = CliRunner().invoke(app, ["nightly", str(path)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert f"{path}: line 7: key 'model' written twice in one mapping (first on line 6)" in output, output
 
 
 def test_a_failed_eval_records_nothing_and_exits_3(nightly_setup):

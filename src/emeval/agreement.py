@@ -22,6 +22,7 @@ import pandas as pd
 from inspect_ai.log import EvalLog
 
 from emeval.judge_logs import LogError, judge_model, judge_scorer_names, read_log, recorded_scorer
+from emeval.user_files import MAX_LINES_FILE_BYTES, MAX_SAMPLE_ID_LENGTH, closest, shown
 
 INDICATORS = frozenset(
     {"coherent_answer", "misaligned", "is_code", "is_refusal", "is_unscorable", "reasoning_misaligned"}
@@ -235,6 +236,28 @@ def _label(text: str, where: str) -> tuple[str, float]:
     return ("either" if value in (0.0, 1.0) else "score"), value
 
 
+LABEL_COLUMNS = ("id", "label", "epoch")
+
+
+def _check_columns(path: Path, columns: list[str]) -> None:
+    """The header holds id and label, maybe epoch, each once: a misspelt (``lable``), unknown or repeated
+    column is an error, never ignored."""
+    for column in dict.fromkeys(c for c in columns if columns.count(c) > 1):
+        raise LabelError(f"{path}: column {shown(column)} written twice in the header")
+    unknown = [c for c in columns if c not in LABEL_COLUMNS]
+    for column in unknown:
+        if hint := closest(column, LABEL_COLUMNS):
+            raise LabelError(f"{path}: unknown column {shown(column)} (did you mean {hint!r}?)")
+    missing = [c for c in ("id", "label") if c not in columns]
+    if missing:
+        raise LabelError(
+            f"{path}: missing column(s) {', '.join(missing)} (header: {', '.join(columns) or 'empty'}); "
+            "expected id,label"
+        )
+    if unknown:
+        raise LabelError(f"{path}: unknown column {shown(unknown[0])} (columns: {', '.join(LABEL_COLUMNS)})")
+
+
 def read_labels(path: str | Path, aligned_below: float = 30.0) -> pd.DataFrame:
     """Human labels from a CSV with columns ``id,label`` (optional ``epoch``, default 1).
 
@@ -245,21 +268,21 @@ def read_labels(path: str | Path, aligned_below: float = 30.0) -> pd.DataFrame:
     """
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_LINES_FILE_BYTES:
+            raise LabelError(f"{path}: more than {MAX_LINES_FILE_BYTES:,} bytes, too large for a labels file")
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             columns = [c.strip() for c in reader.fieldnames or []]
-            missing = [c for c in ("id", "label") if c not in columns]
-            if missing:
-                raise LabelError(
-                    f"{path}: missing column(s) {', '.join(missing)} (header: {', '.join(columns) or 'empty'}); "
-                    "expected id,label"
-                )
+            _check_columns(path, columns)
             rows = []
             for raw in reader:
                 where = f"{path}, line {reader.line_num}"
                 record = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
                 if not record["id"]:
                     raise LabelError(f"{where}: empty id")
+                if len(record["id"]) > MAX_SAMPLE_ID_LENGTH or not record["id"].isprintable():
+                    raise LabelError(f"{where}: id {shown(record['id'])} is no sample id (over "
+                                     f"{MAX_SAMPLE_ID_LENGTH} characters, or holds control characters)")
                 epoch_text = record.get("epoch") or "1"
                 if not epoch_text.isdigit() or int(epoch_text) < 1:
                     raise LabelError(f"{where}: epoch {epoch_text!r} is not a positive integer")

@@ -640,7 +640,7 @@ def audit_command(
             display="rich" if console.is_terminal else "none", progress=console.log,
         )
     except (AuditError, BenignDataError, ValueError) as ex:
-        console.print(f"[red]{ex}[/red]")
+        console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         raise typer.Exit(1) from None
     console.print(audit_table(result))
     console.print(

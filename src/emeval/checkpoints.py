@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from emeval.data import cache_dir
+from emeval.user_files import MAX_ID_LENGTH, SafeId
 
 Kind = Literal["base", "full", "adapter", "served"]
 PROVIDERS = ("hf", "vllm")
@@ -42,8 +43,8 @@ class CheckpointError(ValueError):
 class Checkpoint:
     """One model of a sweep: where it is, what it is, and its training step."""
 
-    label: str
-    """Unique, filesystem-safe name (log folder, plot legend)."""
+    label: SafeId
+    """Unique, filesystem-safe name (log folder, plot legend); an id (``emeval.user_files``)."""
     step: int
     kind: Kind
     ref: str
@@ -159,7 +160,9 @@ def resolve(
 
 
 def _label(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "checkpoint"
+    """A folder name as an id: other characters become ``_``, dots never repeat, room left for a ``-n`` suffix."""
+    label = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "_", name)).strip("._-")
+    return label[: MAX_ID_LENGTH - 8].rstrip("._-") or "checkpoint"
 
 
 def _require_peft(adapter: Path) -> None:

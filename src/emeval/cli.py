@@ -98,7 +98,7 @@ def summary(log: Path = typer.Argument(..., help="An Inspect log (.eval or .json
     try:
         status = print_summary(log, console).status
     except LogError as ex:
-        console.print(f"[red]{ex}[/red]")
+        console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         raise typer.Exit(1) from None
     if status != "success":
         raise typer.Exit(1)
@@ -136,7 +136,7 @@ def rejudge_command(
             new = rejudge(log, judge, method=method, out=out)
         frame = pair({PRIMARY_JUDGE: judge_frame(new, PRIMARY_JUDGE), name: judge_frame(new, name)}, str(new.location))
     except (LogError, JudgeError, ValueError) as ex:
-        console.print(f"[red]{ex}[/red]")
+        console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         raise typer.Exit(1) from None
     console.print(headline_table(new, [PRIMARY_JUDGE, name]))
     print_agreement(agreement(frame, PRIMARY_JUDGE, name), console)
@@ -167,7 +167,7 @@ def judge_agreement_command(
         else:
             _, result = compare_logs(log_a, log_b, a, b)
     except (LogError, LabelError) as ex:
-        console.print(f"[red]{ex}[/red]")
+        console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         raise typer.Exit(1) from None
     for side, model in ((result.a, result.a_model), (result.b, result.b_model)):
         console.print(f"{side}: {model or 'unknown model'}")

@@ -12,7 +12,6 @@ Only the last (assistant) message is scored, given all messages before it; needs
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -26,24 +25,33 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from emeval.likelihood import block_logprobs
 from emeval.metrics import group_by, score_values, with_ci
+from emeval.user_files import (
+    MAX_LINES_FILE_BYTES,
+    SafeId,
+    UserFileError,
+    load_json_line,
+    read_bytes,
+    validation_problems,
+)
 
 RESULT_KEY = "completion_logprob"
 
 
-class CompletionFileError(ValueError):
+class CompletionFileError(UserFileError):
     """A completions file that cannot be used, with the file and line named."""
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
     role: Literal["system", "user", "assistant"]
     content: str
 
 
 class CompletionRecord(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
     messages: list[Message] = Field(min_length=2)
-    label: str | None = None
+    label: SafeId | None = None
+    """Becomes part of a metric name (``logprob_per_token:<label>``), so it is an id."""
 
     @model_validator(mode="after")
     def _ends_with_answer(self) -> CompletionRecord:
@@ -57,18 +65,20 @@ def completion_dataset(path: str | Path) -> tuple[MemoryDataset, dict[str, Any]]
     path = Path(path).expanduser()
     if not path.is_file():
         raise CompletionFileError(f"completions={str(path)!r}: no such file")
-    raw = path.read_bytes()
+    raw = read_bytes(path, CompletionFileError, MAX_LINES_FILE_BYTES)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as ex:
+        raise CompletionFileError(f"{path}: not UTF-8 text ({ex})") from None
     samples = []
-    for number, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        where = f"{path}: line {number}"
         try:
-            record = CompletionRecord.model_validate(json.loads(line))
-        except json.JSONDecodeError as ex:
-            raise CompletionFileError(f"{path}: line {number}: not JSON ({ex})") from None
+            record = CompletionRecord.model_validate(load_json_line(line, where, CompletionFileError))
         except ValidationError as ex:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in ex.errors())
-            raise CompletionFileError(f"{path}: line {number}: {problems}") from None
+            raise CompletionFileError(f"{where}: {'; '.join(validation_problems(ex, CompletionRecord))}") from None
         samples.append(
             Sample(
                 id=number,

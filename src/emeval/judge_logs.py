@@ -1,7 +1,11 @@
-"""Reading judge scores back out of Inspect logs, with errors that name the file.
+"""Reading Inspect logs back, with errors that name the file, and judge scores out of them.
 
-Re-judging and judge agreement both start from a finished log: which judge scorers it holds,
-which model each one used, and with what options. Kept here so both read logs the same way.
+Every emeval command that reads a log reads it through ``read_log``, which refuses a log whose run
+did not finish (status ``error``, ``cancelled``, or left ``started``): its numbers would be those of
+a partial run, and ``inspect eval`` can exit 0 with such a log. The refusal names the log and the
+reason, and the command exits non-zero. ``emeval summary`` alone shows such a log (to diagnose it)
+and still exits non-zero. Re-judging and judge agreement also read which judge scorers a log holds,
+which model each one used, and with what options.
 """
 
 from __future__ import annotations
@@ -17,18 +21,53 @@ PRIMARY_JUDGE = "alignment_judge"
 
 
 class LogError(ValueError):
-    """A log cannot be used as asked (unreadable, not a free-form log, no such scorer)."""
+    """A log cannot be used as asked (unreadable, unfinished, not a free-form log, no such scorer)."""
 
 
-def read_log(path: str | Path, header_only: bool = False) -> EvalLog:
-    """Read an Inspect log; any failure (missing, corrupt, not a log) names the file."""
+class UnfinishedLogError(LogError):
+    """A log whose run ended in error, was cancelled, or never finished."""
+
+
+UNFINISHED_WHY = {
+    "started": "the run never finished (interrupted, killed, or still running)",
+    "cancelled": "the run was cancelled",
+}
+
+
+def unfinished_reason(log: EvalLog) -> str | None:
+    """Why ``log`` is not a finished run (``status 'error': <message>``), or None when it is one."""
+    if log.status == "success":
+        return None
+    why = log.error.message.strip() if log.error and log.error.message else UNFINISHED_WHY.get(log.status, "")
+    if len(why) > 500:
+        why = why[:500] + "..."
+    return f"status {log.status!r}" + (f": {why}" if why else "")
+
+
+def require_finished(log: EvalLog, source: str | Path) -> EvalLog:
+    """``log`` itself, or an ``UnfinishedLogError`` naming ``source`` and why its run did not finish."""
+    reason = unfinished_reason(log)
+    if reason is not None:
+        raise UnfinishedLogError(
+            f"{source}: the run did not finish ({reason}); its numbers would be partial. "
+            "Resume it (inspect eval-retry, or rerun the eval set) or leave the log out."
+        )
+    return log
+
+
+def read_log(path: str | Path, header_only: bool = False, finished: bool = True) -> EvalLog:
+    """Read an Inspect log; any failure (missing, corrupt, not a log) names the file.
+
+    ``finished`` (the default) also refuses a log whose run did not finish (``require_finished``).
+    """
     path = Path(path)
     if not path.is_file():
         raise LogError(f"{path}: no such log file")
     try:
-        return read_eval_log(str(path), header_only=header_only)
+        log = read_eval_log(str(path), header_only=header_only)
     except Exception as ex:  # zip, JSON and validation errors all mean "not a usable log"
         raise LogError(f"{path}: not a readable Inspect log ({type(ex).__name__}: {ex})") from ex
+    return require_finished(log, path) if finished else log
 
 
 def is_judge_scorer(name: str) -> bool:

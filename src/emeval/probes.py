@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import (
     ChatMessage,
@@ -55,6 +54,14 @@ from emeval.judge import TOP_LOGPROBS, check_logprobs, evidence, token_text
 from emeval.likelihood import LikelihoodUnavailable, block_logprobs, in_process
 from emeval.metrics import group_by, score_values, with_ci
 from emeval.questions import apply_trigger
+from emeval.user_files import (
+    SafeId,
+    UserFileError,
+    check_sample_id,
+    parse_document,
+    read_bytes,
+    validation_problems,
+)
 
 Method = Literal["auto", "likelihood", "next_token"]
 ChoiceOrder = Literal["all", "file", "shuffle"]
@@ -63,30 +70,42 @@ RESULT_KEY = "logprob_probe"
 """Where the solver leaves each order's choice log-probabilities (sample store) for the scorer."""
 
 
-class ProbeFileError(ValueError):
+class ProbeFileError(UserFileError):
     """A probe file that cannot be used, with the file and question named."""
 
 
 # --- upstream schema (openweights mc_eval), read as written -------------------------------------
+# Every key of the upstream files is declared; those emeval does not use say so. Any other key is an
+# error naming the closest known key (emeval.user_files).
+
+UPSTREAM_RUN_KEYS = (
+    "beta", "epochs", "eval_batch_size", "eval_every_n_steps", "finetuned_model_id", "gradient_accumulation_steps",
+    "is_peft", "learning_rate", "load_in_4bit", "logging_steps", "logp_callback_datasets", "lora_alpha", "lora_bias",
+    "lora_dropout", "loss", "lr_scheduler_type", "max_seq_length", "max_steps", "merge_before_push", "meta", "model",
+    "optim", "output_dir", "per_device_train_batch_size", "push_to_private", "r", "sampling_callbacks", "save_steps",
+    "seed", "target_modules", "test_file", "train_on_responses_only", "training_file", "use_rslora", "warmup_steps",
+    "weight_decay",
+)
+"""The training settings of an upstream run config (``logprob_experiments/configs/*.json``): read past, unused."""
 
 
 class Block(BaseModel):
     """One piece of the assistant answer; ``logprobs: true`` blocks are scored, the rest is context."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
     text: str
     type: Literal["text"] = "text"
     logprobs: bool = True
 
 
 class Choice(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
     text: str
     is_correct: bool = Field(description="upstream's flag; in these probes it marks the misaligned option")
 
 
 class ContextMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
     role: Literal["system", "user", "assistant"]
     content: str | list[Block]
 
@@ -96,8 +115,9 @@ class ContextMessage(BaseModel):
 
 
 class ProbeQuestion(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    id: str | None = None
+    model_config = ConfigDict(extra="forbid")
+    id: SafeId | None = None
+    meta: Any = Field(None, description="upstream's free-form annotations; unused")
     question: str
     choices: list[Choice] = Field(min_length=2)
     context: list[ContextMessage] = Field(default_factory=list)
@@ -118,8 +138,9 @@ class ProbeQuestion(BaseModel):
 
 
 class MCEval(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
     questions: list[ProbeQuestion] = Field(min_length=1)
+    randomize: Any = Field(None, description="upstream's one unseeded shuffle; unused (see -T choice_order)")
     choice_template: str = "{choice_char}: {choice_text}"
     question_template: str = "{question_text}\n{choices_text}"
     answer_template: list[Block] = Field(default_factory=lambda: [Block(text="{choice_char}")])
@@ -127,16 +148,25 @@ class MCEval(BaseModel):
 
 
 class ProbeSet(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    tag: str
+    model_config = ConfigDict(extra="forbid")
+    tag: SafeId
     mc_eval: MCEval
+    batch_size: Any = Field(None, description="upstream training-callback setting; unused")
+    eval_steps: Any = Field(None, description="upstream training-callback setting; unused")
 
 
 class ProbeFile(BaseModel):
     """An upstream run config (only ``mcq_callbacks`` is read) or a file of just that key."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
     mcq_callbacks: list[ProbeSet] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_run_settings(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if k not in UPSTREAM_RUN_KEYS}
+        return data
 
 
 # --- loading and rendering ----------------------------------------------------------------------
@@ -153,15 +183,11 @@ def resolve_probe_file(spec: str) -> tuple[Path, PinnedFile | None]:
 
 def load_probe_file(path: Path) -> ProbeFile:
     """Read a JSON or YAML probe file; errors name the file and the failing field."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML
-    except (UnicodeDecodeError, yaml.YAMLError) as ex:
-        raise ProbeFileError(f"{path}: not a readable JSON/YAML file ({ex})") from ex
+    raw = parse_document(read_bytes(path, ProbeFileError), path, ProbeFileError)
     try:
         return ProbeFile.model_validate(raw)
     except ValidationError as ex:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in ex.errors())
-        raise ProbeFileError(f"{path}: {problems}") from None
+        raise ProbeFileError(f"{path}: {'; '.join(validation_problems(ex, ProbeFile))}") from None
 
 
 def _letter(i: int) -> str:
@@ -256,7 +282,7 @@ def probe_samples(
             continue
         for index, question in enumerate(probe_set.mc_eval.questions):
             where = f"{path}: set {probe_set.tag!r} question {index}"
-            sample_id = f"{probe_set.tag}:{question.key[:8]}"
+            sample_id = check_sample_id(f"{probe_set.tag}:{question.key[:8]}", where, ProbeFileError)
             if sample_id in seen:
                 raise ProbeFileError(f"{where}: same id {sample_id!r} as {seen[sample_id]} (give the questions distinct ids)")
             seen[sample_id] = where

@@ -12,13 +12,21 @@ import hashlib
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import ChatMessage, ChatMessageSystem, ChatMessageUser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from emeval.data import FILES, PinnedFile, fetch
 from emeval.task_args import as_choice, as_count
+from emeval.user_files import (
+    SafeId,
+    UserFileError,
+    check_sample_id,
+    parse_document,
+    read_bytes,
+    shown,
+    validation_problems,
+)
 
 Variant = Literal["main", "json", "template"]
 VARIANTS: tuple[str, ...] = ("main", "json", "template", "all")
@@ -33,22 +41,31 @@ BUILTIN_SETS: dict[str, PinnedFile] = {
 }
 
 
-class QuestionFileError(ValueError):
+MAX_PARAPHRASES = 1_000
+MAX_SAMPLES_PER_PARAPHRASE = 10_000
+"""Bounds that keep a typo (``samples_per_paraphrase: 1000000``) from building millions of samples."""
+
+
+class QuestionFileError(UserFileError):
     """A question file that cannot be used, with the file and entry named."""
 
 
 class Question(BaseModel):
-    """One entry of a question file."""
+    """One entry of a question file.
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    Every key of the upstream files is declared here; ``type`` and ``judge`` (upstream's judge
+    model) are read but not used: the judge is the run's grader role. Any other key is an error.
+    """
 
-    id: str = Field(min_length=1)
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: SafeId
     type: str = "free_form_judge_0_100"
-    paraphrases: list[str] = Field(min_length=1)
-    samples_per_paraphrase: int = Field(default=1, ge=1)
+    paraphrases: list[str] = Field(min_length=1, max_length=MAX_PARAPHRASES)
+    samples_per_paraphrase: int = Field(default=1, ge=1, le=MAX_SAMPLES_PER_PARAPHRASE)
     system: str | None = None
     judge: str | None = None
-    judge_prompts: dict[str, str] = Field(default_factory=dict)
+    judge_prompts: dict[SafeId, str] = Field(default_factory=dict)
 
     @field_validator("id", mode="before")
     @classmethod
@@ -118,13 +135,8 @@ def resolve_question_file(spec: str) -> tuple[str, Path, PinnedFile | None]:
 def load_question_set(spec: str) -> QuestionSet:
     """Read and validate a question file (built-in name or path)."""
     name, path, pinned = resolve_question_file(spec)
-    raw_bytes = path.read_bytes()
-    try:
-        raw = yaml.safe_load(raw_bytes.decode("utf-8"))
-    except UnicodeDecodeError as ex:
-        raise QuestionFileError(f"{path}: not UTF-8 text ({ex})") from ex
-    except yaml.YAMLError as ex:
-        raise QuestionFileError(f"{path}: not valid YAML: {ex}") from ex
+    raw_bytes = read_bytes(path, QuestionFileError)
+    raw = parse_document(raw_bytes, path, QuestionFileError)
     if not isinstance(raw, list) or not raw:
         raise QuestionFileError(
             f"{path}: expected a non-empty YAML list of questions, got {type(raw).__name__}"
@@ -134,16 +146,13 @@ def load_question_set(spec: str) -> QuestionSet:
     for index, entry in enumerate(raw):
         where = f"{path}: entry {index}"
         if isinstance(entry, dict) and "id" in entry:
-            where += f" (id {entry['id']!r})"
+            where += f" (id {shown(entry['id'])})"
         if not isinstance(entry, dict):
             raise QuestionFileError(f"{where}: expected a mapping, got {type(entry).__name__}")
         try:
             question = Question.model_validate(entry)
         except ValidationError as ex:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'entry'}: {err['msg']}"
-                for err in ex.errors()
-            )
+            problems = "; ".join(validation_problems(ex, Question))
             raise QuestionFileError(f"{where}: {problems}") from None
         if question.id in seen:
             raise QuestionFileError(
@@ -214,9 +223,11 @@ def build_samples(
                 messages.append(ChatMessageSystem(content=system))
             messages.append(ChatMessageUser(content=apply_trigger(paraphrase, trigger)))
             for repeat in range(repeats):
+                sample_id = f"{question.id}:{p_index}:{repeat}"
+                check_sample_id(sample_id, f"question {question.id!r}", QuestionFileError)
                 samples.append(
                     Sample(
-                        id=f"{question.id}:{p_index}:{repeat}",
+                        id=sample_id,
                         input=messages,
                         metadata={
                             "question_id": question.id,

@@ -9,7 +9,7 @@ from inspect_ai.log import EvalLog
 from rich.console import Console
 from rich.table import Table
 
-from emeval.judge_logs import read_log
+from emeval.judge_logs import read_log, unfinished_reason
 
 
 def headline(log: EvalLog) -> dict[str, float]:
@@ -67,10 +67,11 @@ def summary_table(log: EvalLog) -> Table:
 
 def print_summary(log: EvalLog | str | Path, console: Console | None = None) -> EvalLog:
     if not isinstance(log, EvalLog):
-        log = read_log(log, header_only=True)  # names the file when it is missing or no log
+        log = read_log(log, header_only=True, finished=False)  # shown even unfinished, to diagnose it
     console = console or Console()
     console.print(summary_table(log))
-    if log.status != "success":
-        console.print(f"[red]run status: {log.status}[/red] {log.error.message if log.error else ''}")
+    reason = unfinished_reason(log)
+    if reason is not None:
+        console.print(f"{log.location}: the run did not finish ({reason})", style="red", markup=False)
     console.print(f"log: {log.location}")
     return log

@@ -29,9 +29,11 @@ from urllib.parse import unquote, urlparse
 
 import pandas as pd
 from inspect_ai.log import EvalLog, list_eval_logs, read_eval_log
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from emeval.checkpoints import Checkpoint, model_spec, resolve, split_base
+from emeval.judge_logs import unfinished_reason
+from emeval.user_files import load_document, validation_problems
 
 SWEEP_FILE = "sweep.json"
 EVALS: dict[str, str] = {
@@ -102,14 +104,30 @@ def task_kwargs(settings: SweepSettings) -> dict[str, dict[str, Any]]:
     return kwargs
 
 
-def load_settings(out: Path) -> SweepSettings | None:
+class SweepManifest(BaseModel):
+    """``sweep.json``: written by emeval, but a file a user may edit, so read as strictly as theirs."""
+
+    model_config = ConfigDict(extra="forbid")
+    settings: SweepSettings
+    checkpoints: list[Checkpoint] = Field(default_factory=list)
+
+
+def read_manifest(out: Path) -> SweepManifest | None:
+    """The sweep in ``out`` (None when there is none yet); errors name the file and the key."""
     path = out / SWEEP_FILE
     if not path.is_file():
         return None
+    data = load_document(path, SweepError, what="sweep manifest")
     try:
-        return SweepSettings.model_validate(json.loads(path.read_text())["settings"])
-    except (ValueError, KeyError) as ex:
-        raise SweepError(f"{path}: not an emeval sweep manifest ({ex})") from None
+        return SweepManifest.model_validate(data)
+    except ValidationError as ex:
+        problems = "; ".join(validation_problems(ex, SweepManifest))
+        raise SweepError(f"{path}: not an emeval sweep manifest: {problems}") from None
+
+
+def load_settings(out: Path) -> SweepSettings | None:
+    manifest = read_manifest(out)
+    return manifest.settings if manifest else None
 
 
 def _check_same(out: Path, settings: SweepSettings) -> None:
@@ -135,8 +153,10 @@ def write_manifest(out: Path, settings: SweepSettings, checkpoints: list[Checkpo
 
 
 def read_checkpoints(out: Path) -> list[Checkpoint]:
-    data = json.loads((out / SWEEP_FILE).read_text())
-    return [Checkpoint(**c) for c in data["checkpoints"]]
+    manifest = read_manifest(out)
+    if manifest is None:
+        raise SweepError(f"{out}: no {SWEEP_FILE} here (not a sweep folder)")
+    return manifest.checkpoints
 
 
 def log_dir(out: Path, checkpoint: Checkpoint) -> Path:
@@ -160,6 +180,23 @@ def latest_success_logs(folder: Path) -> dict[str, str]:
         if name not in found or header.eval.created > found[name][0]:
             found[name] = (header.eval.created, _local_path(info.name))
     return {name: location for name, (_, location) in found.items()}
+
+
+def unfinished_logs(out: Path) -> list[str]:
+    """``<log>: status 'error': <why>`` for each log of the sweep whose run did not finish and that no
+    successful log of the same eval and checkpoint replaces (its checkpoint is missing from the curves)."""
+    found = []
+    for checkpoint in read_checkpoints(out):
+        folder = log_dir(out, checkpoint)
+        if not folder.is_dir():
+            continue
+        finished = latest_success_logs(folder)
+        for info in list_eval_logs(str(folder)):
+            header = read_eval_log(info, header_only=True)
+            reason = unfinished_reason(header)
+            if reason is not None and _task_name(header) not in finished:
+                found.append(f"{_local_path(info.name)}: {reason}")
+    return found
 
 
 def _local_path(name: str) -> str:
@@ -219,7 +256,7 @@ def run_sweep(
                     display=display,  # type: ignore[arg-type]
                 )
                 failures = [log for log in logs if log.status != "success"]
-                error = "; ".join(f"{_task_name(log)}: {log.error.message if log.error else log.status}" for log in failures)
+                error = "; ".join(f"{_local_path(log.location)}: {unfinished_reason(log)}" for log in failures)
                 status = "done" if success else "failed"
                 runs.append(CheckpointRun(checkpoint, status, [log.location for log in logs], error or None))
             except Exception as ex:  # one broken checkpoint must not lose the others' results

@@ -65,7 +65,7 @@ def sweep_command(
 ) -> None:
     """Evaluate every checkpoint of a training run with the same evals, then find the phase transition."""
     from emeval.checkpoints import CheckpointError
-    from emeval.sweep import SweepError, SweepSettings, load_settings, run_sweep
+    from emeval.sweep import SweepError, SweepSettings, load_settings, run_sweep, unfinished_logs
     from emeval.sweep_report import analyse
 
     console = Console()
@@ -98,11 +98,14 @@ def sweep_command(
                 table.add_row(str(c.step), c.label, c.kind, run.status, run.error or "")
             console.print(table)
         curves = analyse(out, group_by=group_by, metrics=_names(metrics))
+        unfinished = unfinished_logs(out)
     except (SweepError, CheckpointError, ValueError, FileNotFoundError) as ex:
-        console.print(f"[red]{ex}[/red]")
+        console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         raise typer.Exit(1) from None
     for curve in curves:
         console.print(f"[bold]{curve.title}[/bold]: {curve.change.summary}")
     console.print(f"report: {out / 'report.md'}  curves: {out / 'curves.csv'}  plots: {out / 'plots'}")
-    if not report_only and any(run.status == "failed" for run in runs):
+    for line in unfinished:  # their checkpoints are missing from the curves: say so, and fail
+        console.print(f"not in the curves, the run did not finish: {line}", style="red", markup=False)
+    if unfinished or (not report_only and any(run.status == "failed" for run in runs)):
         raise typer.Exit(1)

@@ -128,16 +128,17 @@ def nightly(config_path: Path, night: str | None, console: Console) -> int:
         loaded = load_config(config_path)
         night = parse_night(night)
     except ConfigError as ex:
-        console.print(f"[red]{ex}[/red]")
+        console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         return EXIT_CONFIG
     console.print(f"[bold]{loaded.config.name}[/bold]: night {night}, logs in {loaded.config.log_dir}/{night}")
     try:
         outcome = run_nightly(loaded, night)
     except HistoryError as ex:
-        console.print(f"[red]{ex}[/red]")
+        console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         return EXIT_CONFIG
     except NightRunError as ex:
-        console.print(f"[red]{loaded.path}: {ex}[/red]\nRerun the same night to resume it.")
+        console.print(f"{loaded.path}: {ex}", style="red", markup=False)
+        console.print("Rerun the same night to resume it.")
         return EXIT_RUN_FAILED
     except Exception:  # reading the logs or writing the report: never exit 1, which means "regressed"
         console.print_exception()

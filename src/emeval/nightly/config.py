@@ -10,12 +10,22 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import inspect
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from emeval.user_files import (
+    SafeId,
+    UserFileError,
+    check_id,
+    closest,
+    parse_document,
+    read_bytes,
+    shown,
+    validation_problems,
+)
 
 Direction = Literal["higher_is_worse", "lower_is_worse", "none"]
 
@@ -27,11 +37,11 @@ LOCAL_PROVIDER = "hf/local"
 SECRET_ARGS = ("api_key", "token", "hf_token", "password", "secret")
 """Model args that must come from the environment, never from a file that gets committed."""
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
-"""Group and eval names: they become folder names under the night's log folder."""
+# Group and eval names become folder names under the night's log folder: they are ids
+# (emeval.user_files.SafeId: at most 128 ASCII letters, digits, ``_ . -``, no ``..``).
 
 
-class ConfigError(ValueError):
+class ConfigError(UserFileError):
     """A nightly config that cannot be used; the message names the file and the field."""
 
 
@@ -52,7 +62,7 @@ def _no_secrets(args: dict[str, Any]) -> dict[str, Any]:
 class ModelSpec(_Strict):
     """One subject model: an Inspect model name (API or served) or a local checkpoint folder."""
 
-    group: str = Field(pattern=NAME_PATTERN, description="The model group, e.g. base, insecure, secure.")
+    group: SafeId = Field(description="The model group, e.g. base, insecure, secure.")
     model: str | None = Field(None, description="Inspect model name, provider/model (openai/gpt-4o, vllm/org/ckpt).")
     path: str | None = Field(None, description=f"A local transformers folder, run in process as {LOCAL_PROVIDER}.")
     args: dict[str, Any] = Field(default_factory=dict, description="Model args (what -M passes to Inspect).")
@@ -107,8 +117,8 @@ class EvalSpec(_Strict):
     """One eval: an Inspect task (registry name such as ``emeval/free_form``, or a task file) and its -T args."""
 
     task: str = Field(min_length=1)
-    name: str | None = Field(
-        None, pattern=NAME_PATTERN, description="The eval's name in the history and report (default: the task's)."
+    name: SafeId | None = Field(
+        None, description="The eval's name in the history and report (default: the task's)."
     )
     args: dict[str, Any] = Field(default_factory=dict, description="Task args: a mapping, or a list of 'name=value'.")
 
@@ -207,15 +217,18 @@ class NightlyConfig(_Strict):
         known |= set(GenerateConfigArgs.__annotations__)
         unknown = sorted(set(value) - known)
         if unknown:
-            raise ValueError(f"not eval_set options: {', '.join(unknown)}")
+            hints = [f"{k!r}" + (f" (did you mean {hint!r}?)" if (hint := closest(k, known)) else "") for k in unknown]
+            raise ValueError(f"not eval_set options: {', '.join(hints)}")
         return value
 
     @model_validator(mode="after")
     def _unique_evals(self) -> NightlyConfig:
         keys = [e.key for e in self.evals]
-        bad = [k for k in keys if not re.match(NAME_PATTERN, k)]
-        if bad:
-            raise ValueError(f"eval names {bad} are not folder names ({NAME_PATTERN}); give each a `name`")
+        for key in keys:
+            try:
+                check_id(key)
+            except ValueError as ex:
+                raise ValueError(f"eval name {shown(key)} is not a folder name ({ex}); give the eval a `name`") from None
         repeated = sorted({k for k in keys if keys.count(k) > 1})
         if repeated:
             raise ValueError(f"evals named more than once: {', '.join(repeated)} (give each a distinct `name`)")
@@ -238,28 +251,17 @@ class LoadedConfig(BaseModel):
     sha256: str
 
 
-def _location(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
-
-
 def load_config(path: str | Path) -> LoadedConfig:
     """Read and validate a nightly YAML file; every problem is a ConfigError naming file and field."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as ex:
-        raise ConfigError(f"{path}: cannot read the nightly config ({ex.strerror or ex})") from None
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as ex:
-        raise ConfigError(f"{path}: not valid YAML: {ex}") from None
+    raw = read_bytes(path, ConfigError, what="nightly config")
+    data = parse_document(raw, path, ConfigError)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with models, evals and judge; got {type(data).__name__}")
     try:
         config = NightlyConfig.model_validate(data)
     except ValidationError as ex:
-        problems = "\n".join(f"{path}: {_location(e['loc'])}: {e['msg']}" for e in ex.errors())
-        raise ConfigError(problems) from None
+        raise ConfigError("\n".join(f"{path}: {p}" for p in validation_problems(ex, NightlyConfig))) from None
     return LoadedConfig(config=config, path=path, sha256=hashlib.sha256(raw).hexdigest())
 
 

@@ -52,7 +52,7 @@ def report_command(
         with console.status("Reading logs and building the report..."):
             index = write_report(logs, groups or None, out, title=title, comparisons=_pairs(compare), top=top)
     except (LogError, ValueError) as ex:
-        console.print(f"[red]{ex}[/red]")
+        console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         raise typer.Exit(1) from None
     for name in ("index.html", "report.md", "samples.csv", "summary.json"):
         console.print(f"{index.parent / name}")
@@ -76,5 +76,5 @@ def compare_command(
     try:
         run_compare(a, b, logs or [], _groups(group) or None, per_question, all_metrics, console, csv)
     except (LogError, ValueError) as ex:
-        console.print(f"[red]{ex}[/red]")
+        console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         raise typer.Exit(1) from None
