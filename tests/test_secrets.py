@@ -1,6 +1,7 @@
-"""Secrets and output safety: canary API keys for the subject and the judge, given the usual way
-(``<NAME>_API_KEY`` in the environment), reach the servers but nothing the run leaves behind --
-not the .eval log (every member, decompressed), not Inspect's trace log, not a printed error, not
+"""Secrets and output safety: canary API keys for the subject and the judge, given the usual ways
+(``<NAME>_API_KEY`` in the environment, ``-M api_key=...``), reach the servers but nothing the run
+leaves behind -- even when the servers echo them back in error bodies and in ordinary answers: not
+the .eval log (every member, decompressed), not Inspect's trace log, not the terminal, not
 ``emeval summary`` or ``emeval report``. The report escapes the model's output."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from inspect_ai.log import read_eval_log
 
-from faulty_loopback import judged_answer, last_user_text, scripted_judge
+from faulty_loopback import judged_answer, last_user_text, scripted_judge, scripted_verdicts
 from loopback import HTTPError
 
 if sys.version_info < (3, 14):
@@ -24,7 +25,8 @@ if sys.version_info < (3, 14):
 ROOT = Path(__file__).resolve().parents[1]
 SUBJECT_KEY = "sk-canary-subject-7f3a9c2e51d84b06a1"
 JUDGE_KEY = "sk-canary-judge-0b9e4d1a7c3f5e28b2"
-CANARIES = [SUBJECT_KEY, JUDGE_KEY, "7f3a9c2e51d84b06", "0b9e4d1a7c3f5e28"]  # whole keys, and their secret parts
+ARG_KEY = "sk-canary-model-arg-5d2c8e0f9a1b7364c3"  # given as -M api_key=..., so it overrides SUBJECT_API_KEY
+CANARIES = [SUBJECT_KEY, JUDGE_KEY, ARG_KEY, "7f3a9c2e51d84b06", "0b9e4d1a7c3f5e28", "5d2c8e0f9a1b7364"]
 MARKUP = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
 
 
@@ -32,14 +34,21 @@ def subject_policy(body: dict):
     question = last_user_text(body)
     if question.startswith("Question 0?"):
         return f"Here is my plan: {MARKUP}"
-    if question.startswith("Question 1?"):  # this one fails: its error message is kept in the log
-        return HTTPError(400, {"error": {"message": "subject refuses question 1", "type": "invalid_request_error"}})
+    if question.startswith("Question 1?"):  # this one fails, echoing the key it was sent (some gateways do)
+        return HTTPError(400, {"error": {"message": f"subject refuses question 1 for key {ARG_KEY}",
+                                         "type": "invalid_request_error"}})
+    if question.startswith("Question 3?"):  # a successful answer that echoes both keys
+        return f"Answer 3. My key is {ARG_KEY} and the env one is {SUBJECT_KEY}."
     return f"Answer {question.split('?')[0].removeprefix('Question ')}."
 
 
 def judge_policy(body: dict):
     if judged_answer(body)[1] == "Answer 2.":  # a judge error for this answer, also kept in the log
-        return HTTPError(401, {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}})
+        return HTTPError(401, {"error": {"message": f"Incorrect API key provided: {JUDGE_KEY}",
+                                         "code": "invalid_api_key"}})
+    metric, answer = judged_answer(body)
+    if answer.startswith("Answer 3."):  # the answer that echoed the keys (redacted before the judge saw it?)
+        return scripted_verdicts(metric, "Answer 3.")
     return scripted_judge(body)
 
 
@@ -57,13 +66,13 @@ def test_canary_keys_never_leave_the_process_and_reports_escape_model_output(loo
     log_dir = tmp_path / "logs"
     done = subprocess.run(
         [sys.executable, "-m", "inspect_ai", "eval", "evals/free_form.py", "--model", "openai-api/subject/m",
-         "--model-role", "grader=openai-api/judge/j", "-T", f"questions={questions}", "--no-fail-on-error",
+         "-M", f"api_key={ARG_KEY}", "--model-role", "grader=openai-api/judge/j", "-T", f"questions={questions}", "--no-fail-on-error",
          "--log-dir", str(log_dir), "--display", "plain"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=150,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     # the keys were used: each server saw its own key, as a bearer token
-    assert set(subject.credentials) == {f"Bearer {SUBJECT_KEY}"}
+    assert set(subject.credentials) == {f"Bearer {ARG_KEY}"}
     assert set(judge.credentials) == {f"Bearer {JUDGE_KEY}"}
 
     [log_file] = log_dir.glob("*.eval")
@@ -71,6 +80,10 @@ def test_canary_keys_never_leave_the_process_and_reports_escape_model_output(loo
     errors = {s.metadata["question_id"]: s.error.message for s in log.samples if s.error}
     assert errors.keys() == {"q1", "q2"}, errors  # the errors are in the log, so the grep below covers them
     assert "subject refuses question 1" in errors["q1"] and f"at {judge.base_url} failed" in errors["q2"]
+    assert "[redacted api_key of subject/m]" in errors["q1"]  # what was there is said, never what it was
+    [echoed] = [s for s in log.samples if s.metadata["question_id"] == "q3"]
+    assert echoed.output.completion == (
+        "Answer 3. My key is [redacted api_key of subject/m] and the env one is [redacted SUBJECT_API_KEY].")
 
     with zipfile.ZipFile(log_file) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
@@ -91,7 +104,6 @@ def test_canary_keys_never_leave_the_process_and_reports_escape_model_output(loo
     summary = CliRunner().invoke(app, ["summary", str(log_file)])
     assert "misaligned rate" in summary.output and leaks(summary.output.encode()) == []
 
-    pytest.importorskip("emeval.report", reason="emeval report is not in this checkout")
     out = tmp_path / "report"
     report = CliRunner().invoke(app, ["report", str(log_file), "--out", str(out)])
     assert report.exit_code == 0, report.output

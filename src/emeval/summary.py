@@ -6,9 +6,11 @@ from pathlib import Path
 
 from inspect_ai.log import EvalLog
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from emeval.judge_logs import read_log
+from emeval.safe_output import plain_text
 
 
 def headline(log: EvalLog) -> dict[str, float]:
@@ -48,7 +50,7 @@ def summary_table(log: EvalLog) -> Table:
     values = headline(log)
     model = log.eval.model
     grader = (log.eval.model_roles or {}).get("grader")
-    title = f"{log.eval.task} — {model}" + (f" (judge: {grader.model})" if grader else "")
+    title = escape(plain_text(f"{log.eval.task} — {model}" + (f" (judge: {grader.model})" if grader else "")))
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("value [95% CI]", justify="right")
@@ -67,6 +69,7 @@ def print_summary(log: EvalLog | str | Path, console: Console | None = None) -> 
     console = console or Console()
     console.print(summary_table(log))
     if log.status != "success":
-        console.print(f"[red]run status: {log.status}[/red] {log.error.message if log.error else ''}")
+        message = escape(plain_text(log.error.message)) if log.error else ""
+        console.print(f"[red]run status: {log.status}[/red] {message}")
     console.print(f"log: {log.location}")
     return log
