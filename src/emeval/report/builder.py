@@ -217,7 +217,8 @@ def question_plots(per_q: pd.DataFrame, order: Sequence[str]) -> list[dict[str, 
             continue
         ylabel = f"probability of {label.removesuffix(' rate')} answer" if kind == "rate" else label
         title = f"{eval_name}: {label} per question (95% CI)"
-        fig = plots.per_question_plot(cells, groups, ylabel, title, rate=kind == "rate")
+        shown = cells.assign(question_id=cells["question_id"].map(plain_text))  # tick labels: no control characters
+        fig = plots.per_question_plot(shown, groups, ylabel, title, rate=kind == "rate")
         alt = f"{eval_name}: {label} per question for groups {', '.join(groups)}"
         figures.append({"eval": eval_name, "label": label, "image": plots.figure_html(fig, alt), "note": None})
     return figures
