@@ -10,8 +10,8 @@ invisible characters made visible), then escapes it for its format:
   gets a leading ``'``. Numbers stay numbers: numeric columns are never touched, and a text cell
   that is a plain decimal number (``-0.5``, ``+3``, ``1e-3``) is left as it is -- a spreadsheet
   reads it as that number and no formula can hide in it.
-* Markdown (:func:`md_text`) -- ``\\ ` * _ [ ] |`` are backslash-escaped (no link, image, emphasis
-  or table-cell break), ``& < >`` become entities (no raw HTML, no ``<javascript:...>`` autolink),
+* Markdown (:func:`md_text`) -- ``\\ [ ] |`` are backslash-escaped (no link, image or table-cell
+  break; emphasis characters are left alone, so ``free_form`` reads as written), ``& < >`` become entities (no raw HTML, no ``<javascript:...>`` autolink),
   and line breaks are joined, so a value fits one table cell.
 * HTML -- jinja2's autoescape does the escaping; :func:`plain_text` is its ``finalize``.
 
@@ -36,7 +36,7 @@ from emeval.redact import redact
 KEPT_WHITESPACE = frozenset("\n\t")
 FORMULA_STARTS = frozenset("=+-@＝＋－＠")
 PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-MD_SPECIAL = re.compile(r"([\\`*_\[\]|])")
+MD_SPECIAL = re.compile(r"([\\\[\]|])")
 
 
 def _visible(char: str) -> str:
