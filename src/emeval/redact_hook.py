@@ -79,7 +79,7 @@ def scrub_log(log: EvalLog) -> EvalLog | None:
     secrets = configured_secrets()
     if not secrets:
         return None
-    dumped = log.model_dump(mode="json", exclude_none=True)
+    dumped = log.model_dump(mode="json")
     clean = redact_data(dumped, secrets)
     return None if clean == dumped else EvalLog.model_validate(clean)
 
