@@ -35,6 +35,7 @@ from emeval.finetune import (
     load_alpaca,
     perturb_copy,
 )
+from emeval.safe_output import md_text, plain_text
 
 if TYPE_CHECKING:  # numpy, pandas and Inspect load when an audit runs, not when the CLI starts
     import numpy as np
@@ -495,12 +496,12 @@ limit {{ r.settings.limit }}; epochs {{ r.settings.epochs }}; judge `{{ r.settin
 
 ## Metrics
 {% for m in r.metrics %}{% if loop.first or m.task != r.metrics[loop.index0 - 1].task %}
-### {{ m.task }}
+### {{ m.task | md }}
 
 | scorer | metric | before | after | Δ after − before [CI] | control | Δ control − before [CI] |
 |---|---|---|---|---|---|---|
 {% endif -%}
-| {{ m.scorer }} | {{ m.metric }} | {{ num(m.levels.get("before")) }} | {{ num(m.levels.get("after")) }} {# -#}
+| {{ m.scorer | md }} | {{ m.metric | md }} | {{ num(m.levels.get("before")) }} | {{ num(m.levels.get("after")) }} {# -#}
 | {{ delta(m.deltas.get("after_minus_before")) }} | {{ num(m.levels.get("control")) }} {# -#}
 | {{ delta(m.deltas.get("control_minus_before")) }} |
 {% endfor %}
@@ -509,7 +510,7 @@ limit {{ r.settings.limit }}; epochs {{ r.settings.epochs }}; judge `{{ r.settin
 | task | scorer | metric | before | after | after − before | control | control − before |
 |---|---|---|---|---|---|---|---|
 {% for row in r.logged_metrics -%}
-| {{ row.task }} | {{ row.scorer }} | {{ row.metric }} | {{ fmt(row.before) }} | {{ fmt(row.after) }} {# -#}
+| {{ row.task | md }} | {{ row.scorer | md }} | {{ row.metric | md }} | {{ fmt(row.before) }} | {{ fmt(row.after) }} {# -#}
 | {{ fmt(row.after_minus_before) }} | {{ fmt(row.control) }} | {{ fmt(row.control_minus_before) }} |
 {% endfor %}
 ## Logs
@@ -534,7 +535,8 @@ def _changes(result: AuditResult) -> tuple[str, str]:
 def render_markdown(result: AuditResult) -> str:
     from jinja2 import Environment
 
-    env = Environment(autoescape=False, keep_trailing_newline=True)  # Markdown, not HTML
+    env = Environment(autoescape=False, keep_trailing_newline=True, finalize=plain_text)  # Markdown, not HTML
+    env.filters["md"] = md_text
     after_change, control_change = _changes(result)
     return env.from_string(REPORT_TEMPLATE).render(
         r=result,

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from emeval.analysis import SUMMARY_KEYS, bootstrap_means, pooled_mean_ci, read_logs, value_clusters
 from emeval.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL
+from emeval.safe_output import write_csv
 from emeval.report.display import (
     format_difference,
     format_estimate,
@@ -205,6 +206,6 @@ def run_compare(
         console.print(f"{name} = {value}: {side['log'].nunique()} log(s), models {', '.join(sorted(side['model'].unique()))}; "
                       f"trigger {', '.join(triggers)}", markup=False, highlight=False)
     if csv is not None:
-        with_display(result, samples).to_csv(csv, index=False)
+        write_csv(with_display(result, samples), csv)
         console.print(f"csv: {csv}")
     return result

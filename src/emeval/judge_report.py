@@ -7,10 +7,12 @@ from collections.abc import Sequence
 
 from inspect_ai.log import EvalLog
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from emeval.agreement import VERDICTS, Agreement
 from emeval.judge_logs import judge_model, scorer_metrics
+from emeval.safe_output import plain_text
 from emeval.summary import COUNTS, rate_cell
 
 
@@ -65,4 +67,4 @@ def print_agreement(result: Agreement, console: Console) -> None:
     for table in agreement_tables(result):
         console.print(table)
     for note in result.notes:
-        console.print(f"[yellow]{note}[/yellow]")
+        console.print(f"[yellow]{escape(plain_text(note))}[/yellow]")

@@ -20,6 +20,7 @@ from inspect_ai.util import DisplayType
 
 from emeval.judge_logs import LogError, read_log, require_free_form
 from emeval.metrics import em_summary, misaligned_by_question
+from emeval.redact_hook import scrub_log
 from emeval.scorers import alignment_judge_factory, judge_scorer_name
 
 METHODS = ("auto", "logprob", "sampled")
@@ -127,6 +128,7 @@ def rejudge(
         samples.insert(index, errored[index])
     scored.samples = samples
 
+    scored = scrub_log(scored) or scored  # a judge may echo its key: the new log keeps no secret
     target.parent.mkdir(parents=True, exist_ok=True)
     write_eval_log(scored, str(target))
     scored.location = str(target)

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from inspect_ai.log import EvalLog
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from emeval.judge_logs import read_log, unfinished_reason
+from emeval.safe_output import plain_text
 
 
 def headline(log: EvalLog) -> dict[str, float]:
@@ -52,7 +54,7 @@ def summary_table(log: EvalLog) -> Table:
     values = headline(log)
     model = log.eval.model
     grader = (log.eval.model_roles or {}).get("grader")
-    title = f"{log.eval.task} — {model}" + (f" (judge: {grader.model})" if grader else "")
+    title = escape(plain_text(f"{log.eval.task} — {model}" + (f" (judge: {grader.model})" if grader else "")))
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("value [95% CI]", justify="right")
@@ -72,6 +74,6 @@ def print_summary(log: EvalLog | str | Path, console: Console | None = None) -> 
     console.print(summary_table(log))
     reason = unfinished_reason(log)
     if reason is not None:
-        console.print(f"{log.location}: the run did not finish ({reason})", style="red", markup=False)
+        console.print(f"{log.location}: the run did not finish ({plain_text(reason)})", style="red", markup=False)
     console.print(f"log: {log.location}")
     return log

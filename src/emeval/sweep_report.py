@@ -18,6 +18,7 @@ import pandas as pd
 from jinja2 import Environment
 
 from emeval.changepoint import ChangePoint, detect
+from emeval.safe_output import md_text, plain_text, write_csv
 from emeval.metrics import bootstrap_mean_ci
 from emeval.sweep import SWEEP_FILE, load_settings, read_checkpoints, sample_values
 
@@ -124,12 +125,12 @@ REPORT = """# Checkpoint sweep
 
 | step | checkpoint | kind | where |
 |---:|---|---|---|
-{% for c in checkpoints %}| {{ c.step }} | {{ c.label }} | {{ c.kind }} | `{{ c.ref }}` |
+{% for c in checkpoints %}| {{ c.step }} | {{ c.label | md }} | {{ c.kind | md }} | `{{ c.ref }}` |
 {% endfor %}
 A transition is reported when a two-level fit of the step means beats a constant by delta BIC >= 6 and the
 bootstrap 95% CI of the level difference excludes 0 (see `emeval.changepoint`).
 {% for curve in curves %}
-## {{ curve.title }}
+## {{ curve.title | md }}
 
 {{ curve.change.summary }}.
 {%- if curve.change.steepest_slope is not none %}
@@ -137,12 +138,12 @@ bootstrap 95% CI of the level difference excludes 0 (see `emeval.changepoint`).
 {{- " (%+.3g per step)." % c.steepest_slope }}
 {%- endif %}
 {% if curve.plot %}
-![{{ curve.title }}]({{ curve.plot }})
+![{{ curve.title | md }}]({{ curve.plot }})
 {% endif %}
 | step | checkpoint | mean | 95% CI | n |
 |---:|---|---:|---|---:|
 {% for p in curve.points.itertuples() -%}
-| {{ p.step }} | {{ p.checkpoint }} | {{ "%.4g" % p.mean }} | [{{ "%.4g" % p.ci_low }}, {{ "%.4g" % p.ci_high }}] | {{ p.n }} |
+| {{ p.step }} | {{ p.checkpoint | md }} | {{ "%.4g" % p.mean }} | [{{ "%.4g" % p.ci_low }}, {{ "%.4g" % p.ci_high }}] | {{ p.n }} |
 {% endfor %}{% endfor %}
 {% if constant %}
 Constant over the sweep (not plotted): {{ constant | join(", ") }}.
@@ -163,11 +164,13 @@ def analyse(out: Path, *, group_by: str | None = None, metrics: list[str] | None
     for curve in curves:
         table.extend({"eval": curve.eval, "metric": curve.metric, "group": curve.group, **row}
                      for row in curve.points.to_dict("records"))
-    pd.DataFrame(table).to_csv(out / "curves.csv", index=False)
-    pd.DataFrame(
+    write_csv(pd.DataFrame(table), out / "curves.csv")
+    write_csv(pd.DataFrame(
         [{"eval": c.eval, "metric": c.metric, "group": c.group, **_flat(c.change)} for c in analysed]
-    ).to_csv(out / "changepoints.csv", index=False)
-    report = Environment(autoescape=False, keep_trailing_newline=True).from_string(REPORT).render(
+    ), out / "changepoints.csv")
+    env = Environment(autoescape=False, keep_trailing_newline=True, finalize=plain_text)
+    env.filters["md"] = md_text
+    report = env.from_string(REPORT).render(
         settings=load_settings(out), checkpoints=read_checkpoints(out), curves=analysed, constant=constant
     )
     (out / "report.md").write_text(report)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from emeval.redact import redact_data
+
 SCHEMA_VERSION = 1
 
 KEY_COLUMNS = ["eval", "group", "scorer", "metric"]
@@ -118,9 +120,9 @@ class History:
             raise ValueError(f"summary frame lacks columns {missing} (has {list(summary.columns)})")
         if summary.duplicated(KEY_COLUMNS).any():
             raise ValueError("summary frame holds an eval x group x scorer x metric more than once")
-        rows = [
-            (run.night, str(r.eval), str(r.group), str(r.scorer), str(r.metric), int(r.n), _real(r.mean),
-             _real(r.ci_low), _real(r.ci_high), ci_level)
+        rows = [  # no configured secret is ever stored (emeval.redact)
+            redact_data((run.night, str(r.eval), str(r.group), str(r.scorer), str(r.metric), int(r.n), _real(r.mean),
+             _real(r.ci_low), _real(r.ci_high), ci_level))
             for r in summary[SUMMARY_COLUMNS].itertuples(index=False)
         ]
         with self._connect() as con:
@@ -132,8 +134,9 @@ class History:
                    judge = excluded.judge, emeval_version = excluded.emeval_version,
                    inspect_version = excluded.inspect_version, log_dir = excluded.log_dir,
                    logs = excluded.logs, models = excluded.models, report = excluded.report""",
-                (run.night, run.recorded_at, run.config_path, run.config_sha256, run.judge, run.emeval_version,
-                 run.inspect_version, run.log_dir, json.dumps(run.logs), json.dumps(run.models), run.report),
+                redact_data((run.night, run.recorded_at, run.config_path, run.config_sha256, run.judge,
+                             run.emeval_version, run.inspect_version, run.log_dir, json.dumps(run.logs),
+                             json.dumps(run.models), run.report)),
             )
             con.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         return len(rows)

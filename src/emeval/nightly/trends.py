@@ -22,6 +22,7 @@ from emeval.nightly.config import RegressionRule
 from emeval.nightly.history import KEY_COLUMNS
 from emeval.report.display import format_difference, format_estimate, headline_keys, metric_kind, metric_label
 from emeval.report.plots import figure_html, style
+from emeval.safe_output import md_text, write_csv
 
 PRIMARY_SCORER = "alignment_judge"
 
@@ -205,10 +206,6 @@ def report_sections(
 # -- files beside the report ---------------------------------------------------------------------
 
 
-def _md(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def trends_markdown(
     night: str, baseline: str | None, comparison: pd.DataFrame, history: pd.DataFrame, rule: RegressionRule,
 ) -> str:
@@ -222,7 +219,7 @@ def trends_markdown(
     for r in rows:
         cells = [r["status"].upper() if r["status"] == "regressed" else r["status"], r["eval"], r["group"],
                  r["scorer"], r["label"], r["worse"], r["base"], r["new"], r["change"]]
-        lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+        lines.append("| " + " | ".join(md_text(c) for c in cells) + " |")
     directed = comparison.loc[comparison["direction"] != "none", KEY_COLUMNS]
     trend = history.merge(directed, on=KEY_COLUMNS)
     nights = sorted(trend["night"].unique())
@@ -233,7 +230,7 @@ def trends_markdown(
         kind = metric_kind(scorer, metric)
         by_night = {r.night: format_estimate(kind, r.mean, r.ci_low, r.ci_high) for r in cell.itertuples(index=False)}
         cells = [eval_key, group, scorer, metric_label(scorer, metric)] + [by_night.get(n, "") for n in nights]
-        lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+        lines.append("| " + " | ".join(md_text(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -244,7 +241,7 @@ def write_trend_files(
     """``trends.csv`` (the history rows shown), ``comparison.csv`` and ``trends.md`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "trends.csv", out / "comparison.csv", out / "trends.md"]
-    history.to_csv(paths[0], index=False)
-    comparison.to_csv(paths[1], index=False)
+    write_csv(history, paths[0])
+    write_csv(comparison, paths[1])
     paths[2].write_text(trends_markdown(night, baseline, comparison, history, rule), encoding="utf-8")
     return paths

@@ -3,7 +3,8 @@
 Why this shape: every number is computed once, into pandas frames (``analysis``), then written
 four ways from the same rows and the same formatter (``display``), so the HTML, the Markdown and
 the JSON cannot disagree. Model output reaches the HTML only through jinja2 with autoescape on,
-and the Markdown only through the ``md`` filter, so an answer is always shown as text.
+and the Markdown only through the ``md`` filter, so an answer is always shown as text; every
+file goes through ``emeval.safe_output`` (CSV-injection guard, invisible characters, secrets).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from emeval.analysis import LogData, group_order, read_logs, summary_frame
 from emeval.compare import compare, shown_rows, with_display
 from emeval.report import plots
 from emeval.report.display import COUNT_KEYS, format_estimate, headline_keys, is_alignment_scorer, metric_kind, metric_label
+from emeval.redact import redact_data
+from emeval.safe_output import md_text, plain_text, write_csv
 from emeval.scorers import ALIGNED_BELOW, COHERENT_ABOVE
 
 TOP_ANSWERS = 50
@@ -214,7 +217,8 @@ def question_plots(per_q: pd.DataFrame, order: Sequence[str]) -> list[dict[str, 
             continue
         ylabel = f"probability of {label.removesuffix(' rate')} answer" if kind == "rate" else label
         title = f"{eval_name}: {label} per question (95% CI)"
-        fig = plots.per_question_plot(cells, groups, ylabel, title, rate=kind == "rate")
+        shown = cells.assign(question_id=cells["question_id"].map(plain_text))  # tick labels: no control characters
+        fig = plots.per_question_plot(shown, groups, ylabel, title, rate=kind == "rate")
         alt = f"{eval_name}: {label} per question for groups {', '.join(groups)}"
         figures.append({"eval": eval_name, "label": label, "image": plots.figure_html(fig, alt), "note": None})
     return figures
@@ -322,13 +326,6 @@ def comparison_tables(samples: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -
 # -- writing ---------------------------------------------------------------------------------------
 
 
-def _md_cell(value: Any) -> str:
-    """Text safe inside a Markdown table cell: no pipes, no line breaks, no raw HTML."""
-    text = "" if value is None else str(value)
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
-    return " ".join(text.split())
-
-
 def _short(value: Any, limit: int = 300) -> str:
     text = "" if value is None else str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -341,8 +338,9 @@ def _environment(autoescape: bool) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=plain_text,  # every value shown: secrets redacted, invisible characters visible
     )
-    env.filters["md"] = _md_cell
+    env.filters["md"] = md_text
     env.filters["short"] = _short
     return env
 
@@ -397,8 +395,9 @@ def write_report(
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    samples.to_csv(out / "samples.csv", index=False)
-    (out / "summary.json").write_text(json.dumps(_json_document(context, summary, per_q, groups), indent=2) + "\n")
+    write_csv(samples, out / "samples.csv")
+    document = redact_data(_json_document(context, summary, per_q, groups))
+    (out / "summary.json").write_text(json.dumps(document, indent=2) + "\n")
     (out / "report.md").write_text(_environment(False).get_template("report.md.j2").render(**context))
     index = out / "index.html"
     index.write_text(_environment(True).get_template("report.html.j2").render(**context))
