@@ -244,13 +244,39 @@ def test_sweep_finds_the_transition_and_resumes(training_run: Path, tmp_path: Pa
     rows = [r for r in read_csv(out / "curves.csv") if r["metric"] == "p_misaligned"]
     assert [int(r["step"]) for r in rows] == [0, 10, 20, 30, 40, 50]
 
-    # Per-question curves from the same logs, no model run.
+    # The eval's metric and the sweep's curve have one name.
+    from inspect_ai.log import read_eval_log
+
+    header = read_eval_log(str(eval_logs(out)[0]), header_only=True)
+    assert "picked_misaligned" in header.results.scores[0].metrics
+    assert "picked_misaligned" in {r["metric"] for r in rows} | {r["metric"] for r in read_csv(out / "curves.csv")}
+
+    # Per-question curves from the same logs, no model run: beside the overall curve, labels kept,
+    # plots of the metrics no longer asked for removed (a file of the user's in plots/ stays).
+    plots = out / "plots"
+    (plots / "mine.png").write_bytes(b"not the sweep's")
+    assert (plots / "logprob_probes__logp_misaligned.png").is_file()
     per_question = runner.invoke(app, ["sweep", "--out", str(out), "--report-only", "--group-by", "question_id",
                                        "--metrics", "p_misaligned"])
     assert per_question.exit_code == 0, per_question.output
     changes = read_csv(out / "changepoints.csv")
-    assert sorted(r["group"] for r in changes) == sorted(f"pivotal:{i}" for i in _fixture_ids())
+    groups = [f"pivotal:{i}" for i in _fixture_ids()]
+    assert sorted(r["group"] for r in changes) == sorted(["", *groups])
     assert all(r["detected"] == "True" and float(r["step"]) == 30 for r in changes)
+    assert all(float(r["floor"]) == 0.05 and float(r["p_null"]) <= 0.05 for r in changes)
+    assert {r["group"] for r in read_csv(out / "curves.csv")} == {"", *groups}
+    output = " ".join(per_question.output.split())
+    assert "logprob_probes: p_misaligned: transition at step 30" in output
+    for group in groups:
+        assert f"logprob_probes: p_misaligned [{group}]: transition at step 30" in output
+    report = (out / "report.md").read_text()
+    assert "## logprob_probes: p_misaligned\n" in report and f"## logprob_probes: p_misaligned [{groups[0]}]" in report
+    written = {p.name for p in plots.iterdir()}
+    assert written == {"mine.png", ".emeval-plots.json", "logprob_probes__p_misaligned.png",
+                       *(f"logprob_probes__p_misaligned__pivotal_{i}.png" for i in _fixture_ids())}
+    overall_only = runner.invoke(app, ["sweep", "--out", str(out), "--report-only", "--metrics", "p_misaligned"])
+    assert overall_only.exit_code == 0, overall_only.output
+    assert {p.name for p in plots.iterdir()} == {"mine.png", ".emeval-plots.json", "logprob_probes__p_misaligned.png"}
 
     # Other settings into the same folder would mix curves: refused, naming what differs.
     refused = runner.invoke(app, [*args, "-T", "sets=letters"])

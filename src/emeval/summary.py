@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from emeval.judge_logs import read_log
+from emeval.terminal import make_console
 
 
 def headline(log: EvalLog) -> dict[str, float]:
@@ -64,7 +65,7 @@ def summary_table(log: EvalLog) -> Table:
 def print_summary(log: EvalLog | str | Path, console: Console | None = None) -> EvalLog:
     if not isinstance(log, EvalLog):
         log = read_log(log, header_only=True)  # names the file when it is missing or no log
-    console = console or Console()
+    console = console or make_console()
     console.print(summary_table(log))
     if log.status != "success":
         console.print(f"[red]run status: {log.status}[/red] {log.error.message if log.error else ''}")
