@@ -8,6 +8,7 @@ import functools
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -195,8 +196,9 @@ def test_sweep_finds_the_transition_and_resumes(training_run: Path, tmp_path: Pa
     args = ["sweep", "--base", f"hf/{training_run / 'base'}", "--checkpoints",
             f"{training_run}/ckpts/step_*,{training_run}/ckpts/lora", "--evals", "logprob_probes",
             "-T", f"probes={FIXTURE}", "-T", "sets=pivotal", "-M", "device=cpu", "--out", str(out)]
-    result = runner.invoke(app, args)
+    result = runner.invoke(app, args, env={"COLUMNS": "40"})  # not a terminal, narrow: the table stays whole
     assert result.exit_code == 0, result.output
+    assert re.search(r"│ 30\s+│ adapter-v1\s+│ adapter\s+│ done\s+│", result.output), result.output
     manifest = json.loads((out / "sweep.json").read_text())
     assert [(c["step"], c["kind"]) for c in manifest["checkpoints"]] == [
         (0, "base"), (10, "full"), (20, "full"), (30, "adapter"), (40, "adapter")

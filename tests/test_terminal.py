@@ -104,3 +104,26 @@ def test_every_command_prints_through_the_one_console() -> None:
     offenders = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
                  if p.name != "terminal.py" and re.search(r"\bConsole\(", p.read_text())]
     assert offenders == []
+
+
+def test_audit_table_reads_whole_through_a_narrow_pipe() -> None:
+    """The audit's metric names used to read `misaligne…` (its end-to-end test needs the embedded model)."""
+    from types import SimpleNamespace
+
+    from emeval.audit import AuditResult, AuditSettings, Delta, Estimate, MetricResult, audit_table
+    from emeval.finetune import TrainSettings
+
+    level = Estimate(mean=0.125, ci_low=0.05, ci_high=0.2, n=24)
+    delta = Delta(delta=0.25, ci_low=0.1, ci_high=0.4, paired=True, n=24)
+    metrics = [MetricResult(task="free_form", scorer="alignment_judge", metric=m,
+                            levels={"before": level, "after": level, "control": level},
+                            deltas={"after_minus_before": delta, "control_minus_before": delta})
+               for m in ("misaligned", "misaligned_rate", "coherent_answer")]
+    result = AuditResult.model_construct(settings=AuditSettings.model_construct(train=TrainSettings()),
+                                         finetune=SimpleNamespace(update_norm=0.0123), metrics=metrics)
+    buffer = io.StringIO()
+    make_console(file=buffer, width=40).print(audit_table(result))
+    text = buffer.getvalue()
+    assert "…" not in text
+    for m in ("misaligned", "misaligned_rate", "coherent_answer"):
+        assert re.search(rf"│ alignment_judge\.{m}\s+│", text), m
