@@ -164,3 +164,15 @@ def test_the_issue_example_of_three_noise_adapters_is_no_transition() -> None:
     # a per-question curve near 1 ("level 1 -> 1"): one value per step, far below the 5 pp floor
     one = detect({0: [0.99991], 100: [0.99993], 200: [0.99992], 300: [0.99960]})
     assert not one.detected and "below the floor 0.05 (5 pp)" in one.summary
+
+
+def test_a_per_question_indicator_is_held_to_its_own_sampling_noise() -> None:
+    """One 0/1 answer per step (``picked_misaligned`` of one question near p = 0.5): a clean 0,0,1,1
+    is common under no change; the Gaussian null alone called it certain (null p 0.0005)."""
+    flip = detect({0: [0.0], 100: [0.0], 200: [1.0], 300: [1.0]})
+    assert not flip.detected and flip.p_null > ALPHA
+    rng = np.random.default_rng(14)
+    for t, p in ((4, 0.5), (10, 0.5), (10, 0.1)):
+        curves = [{s: [float(rng.random() < p)] for s in range(t)} for _ in range(400)]
+        assert share_detected(curves) <= ALPHA, (t, p)
+    assert detect({s: [1.0 if s >= 40 else 0.0] for s in STEPS}).detected  # ten steps: a real flip still shows

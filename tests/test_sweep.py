@@ -283,3 +283,35 @@ def test_sweep_finds_the_transition_and_resumes(training_run: Path, tmp_path: Pa
     # Other settings into the same folder would mix curves: refused, naming what differs.
     refused = runner.invoke(app, [*args, "-T", "sets=letters"])
     assert refused.exit_code == 1 and "task_args differ" in refused.output
+
+
+@needs_models
+def test_adapters_differing_only_by_noise_show_no_transition(tmp_path: Path) -> None:
+    """Issue 19: base + three adapters of small random LoRA weights. The old test (delta BIC >= 6)
+    called e.g. logp_misaligned of one question 'transition at step 300 ... level -5.99 -> -6
+    (abrupt)', and a question's picked_misaligned flipping 0 -> 1 at p = 0.5 'certain'."""
+    import torch
+
+    from tiny_model import build_tiny_llama, random_lora_adapter
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        base = build_tiny_llama(tmp_path / "base")
+        for index, step in enumerate((100, 200, 300), start=1):
+            adapter = random_lora_adapter(base, tmp_path / "lora" / f"noise-{index}", scale=0.05, seed=index)
+            (adapter / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        out = tmp_path / "sweep"
+        result = CliRunner().invoke(app, [
+            "sweep", "--base", f"hf/{base}", "--checkpoints", str(tmp_path / "lora"), "--evals", "logprob_probes",
+            "-T", f"probes={FIXTURE}", "-T", "sets=pivotal", "-M", "device=cpu", "--out", str(out),
+            "--group-by", "question_id"])
+    finally:
+        torch.set_num_threads(previous)
+    assert result.exit_code == 0, result.output
+    changes = read_csv(out / "changepoints.csv")
+    assert {r["group"] for r in changes} == {"", *(f"pivotal:{i}" for i in _fixture_ids())}
+    assert {r["metric"] for r in changes} >= {"p_misaligned", "logp_misaligned", "p_any_choice"}
+    assert [r for r in changes if r["detected"] != "False"] == []
+    output = " ".join(result.output.split())
+    assert "transition at" not in output and output.count(": no transition (") == len(changes)

@@ -13,7 +13,10 @@ Test (defined here and in docs/local_models_and_sweeps.md): a transition is repo
    size the statistic does not depend on the noise's size or on the step spacing, so this p-value
    holds the false-positive rate at 5% whatever the noise (sampling noise of the probes, jitter
    between checkpoints): the noise is what the curve's own residuals say it is. ``delta_bic``
-   (``LR - 2 ln T``) is still reported as a measure of strength;
+   (``LR - 2 ln T``) is still reported as a measure of strength. For a 0/1 indicator (a judged
+   rate, ``picked_misaligned``) the null curves are also drawn as binomial samples at the pooled
+   rate with each step's n (its own sampling noise) and the larger p-value counts: with one answer
+   per step, a clean 0,0,1,1 is common under no change, and only that null knows it;
 2. **an effect-size floor**: ``|after - before| >= floor``. A change smaller than the floor is "no
    transition" however certain: on probabilities and rates (every value in [0, 1]) the floor is
    5 pp, on 0-100 scores 5 points, on an unbounded metric (log-probabilities) 0.2 within-step
@@ -107,6 +110,22 @@ def null_p_value(statistic: float, t: int) -> float:
     null = null_statistics(t)
     larger = len(null) - int(np.searchsorted(null, statistic, side="left"))
     return (1 + larger) / (1 + len(null))
+
+
+def binomial_null_p_value(statistic: float, rate: float, counts: np.ndarray, curves: int = NULL_CURVES,
+                          seed: int = BOOTSTRAP_SEED) -> float:
+    """The same share for a 0/1 indicator, its no-change curves drawn as binomial samples.
+
+    Why: an indicator's noise is its own sampling, known from the pooled rate and each step's n;
+    with few answers per step (one, on a per-question curve) a clean 0,0,1,1 split is common under
+    no change at all, and the Gaussian null, which cannot see that, would call it certain.
+    """
+    rng = np.random.default_rng(seed)
+    means = rng.binomial(counts, rate, size=(curves, len(counts))) / counts
+    t = len(counts)
+    sse_const = np.sum((means - means.mean(axis=1, keepdims=True)) ** 2, axis=1)
+    null = _likelihood_ratio(sse_const, _split_sse(means).min(axis=1), t)
+    return float((1 + np.sum(null >= statistic - 1e-9)) / (1 + curves))
 
 
 @dataclass
@@ -226,6 +245,10 @@ def detect(
     result.difference = result.after - result.before
     statistic = float(_likelihood_ratio(sse_const, float(split_sse[k - 1]), t))
     result.p_null = null_p_value(statistic, t)
+    values = np.concatenate([list(clean[s].values()) for s in steps])
+    if np.isin(values, (0.0, 1.0)).all():
+        counts = np.array([len(clean[s]) for s in steps])
+        result.p_null = max(result.p_null, binomial_null_p_value(statistic, float(values.mean()), counts))
     result.delta_bic = statistic - 2 * math.log(t)
     result.delta_bic_vs_line = _delta_bic(_line_sse(steps, means), float(split_sse[k - 1]), t, 1)
 
