@@ -142,9 +142,11 @@ REPORT = """# Checkpoint sweep
 |---:|---|---|---|
 {% for c in checkpoints %}| {{ c.step }} | {{ c.label }} | {{ c.kind }} | `{{ c.ref }}` |
 {% endfor %}
-A transition is reported when (1) the best two-level fit of the step means beats a constant by more than on
-{{ "%g" % (100 * (1 - alpha)) }}% of {{ null_curves }} simulated curves of the same length with no change (null p <= {{ alpha }}: the
-false-positive rate on no-change curves is {{ "%g" % (100 * alpha) }}% or less, whatever their checkpoint-to-checkpoint noise),
+A transition is reported when (1) the best two-level fit of the step means beats a constant by more
+than on {{ "%g" % (100 * (1 - alpha)) }}% of {{ null_curves }} simulated curves of the same length with no change
+(null p <= {{ alpha }}: the false-positive rate on no-change curves is {{ "%g" % (100 * alpha) }}% or less,
+whatever their checkpoint-to-checkpoint noise; 0/1 indicators are also held to their binomial sampling
+noise at each step's n),
 (2) the change is at least the effect-size floor (5 pp on probabilities and rates, 5 points on 0-100 scores,
 0.2 within-step SD on unbounded metrics; each curve states its own), and (3) the bootstrap 95% CI of the level
 difference excludes 0. Otherwise it says "no transition" and why (see `emeval.changepoint` and
