@@ -113,7 +113,7 @@ def test_null_sweeps_stay_quiet_at_the_stated_rate() -> None:
     rng = np.random.default_rng(11)
     null = [binomial_sweep(rng, None, 0.0) for _ in range(400)]
     assert share_detected(null) <= ALPHA  # the stated rate, floor included (measured: 1.5%)
-    # The calibration alone (no floor) sits at its nominal 5%: the quiet above is not a dead detector.
+    # The calibration alone (no floor) stays near its nominal 5%: the quiet above is not a dead detector.
     assert 0.02 <= share_detected(null, Floor(0.0, "none")) <= 0.075  # measured: 2.75%
 
 
