@@ -278,11 +278,12 @@ def test_audit_end_to_end_on_the_embedded_model(demo_dir, loopback, tmp_path, mo
         "-M", "do_sample=false", "--judge", "openai-api/loop/judge", "-J", f"base_url={server.base_url}",
         "-J", "api_key=test-key", "--out", str(out), "--seed", "0", "--device", "cpu",
     ]
-    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("COLUMNS", "40")  # narrow, not a terminal: the tables must still read whole
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 0, done.output + repr(done.exception)
     assert "fine-tuning a copy: 1 step(s), adam, lr 0.0001, batch 4" in done.output
     assert "Fragility audit" in done.output and f"{out / 'audit.md'}" in done.output.replace("\n", "")
+    assert "alignment_judge.misaligned" in done.output and "…" not in done.output  # metric names whole
 
     result = json.loads((out / "audit.json").read_text())
     assert result["models"] == {"before": str(demo_dir), "after": str(out / "finetuned"), "control": str(out / "control")}

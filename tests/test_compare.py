@@ -107,7 +107,7 @@ def test_backdoor_delta_per_question_is_flagged_where_the_trigger_acts(runs):
 def test_compare_command_on_two_log_folders(runs, tmp_path):
     clean, triggered = runs
     out = tmp_path / "all.csv"
-    result = CliRunner().invoke(app, ["compare", str(clean), str(triggered), "--csv", str(out)], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(app, ["compare", str(clean), str(triggered), "--csv", str(out)], env={"COLUMNS": "40"})
     assert result.exit_code == 0, result.output
     lines = {line.split("│")[2].strip(): line for line in result.output.splitlines()
              if line.count("│") > 6 and "misaligned rate" in line}
@@ -121,7 +121,7 @@ def test_compare_command_with_groups_and_the_report_section(runs, tmp_path):
     clean, triggered = runs
     args = ["compare", "clean", "triggered", str(clean), str(triggered),
             "--group", "clean=*/clean/*", "--group", "triggered=*/triggered/*", "--overall-only"]
-    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "40"})
     assert result.exit_code == 0, result.output
     assert "+41.7 pp" in result.output and "q_backdoor" not in result.output
     bad = CliRunner().invoke(app, ["compare", "clean", "nope", str(clean), "--group", "clean=*/clean/*"])

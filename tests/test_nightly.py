@@ -84,7 +84,7 @@ def nightly_setup(loopback, tmp_path, monkeypatch):
 
 
 def invoke(config: Path, night: str):
-    return CliRunner().invoke(app, ["nightly", str(config), "--night", night], env={"COLUMNS": "200"})
+    return CliRunner().invoke(app, ["nightly", str(config), "--night", night], env={"COLUMNS": "40"})
 
 
 def history_rows(path: Path) -> pd.DataFrame:

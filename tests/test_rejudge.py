@@ -291,7 +291,7 @@ def test_agreement_of_two_logs_of_the_same_answers(world):
 
 
 def invoke(*args: str):
-    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "220"})
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "40"})
     print(result.output)
     return result, re.sub(r"\s+", " ", re.sub(r"[\u2500-\u257f]", " ", result.output))  # table rules out
 

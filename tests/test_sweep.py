@@ -8,6 +8,7 @@ import functools
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -195,8 +196,9 @@ def test_sweep_finds_the_transition_and_resumes(training_run: Path, tmp_path: Pa
     args = ["sweep", "--base", f"hf/{training_run / 'base'}", "--checkpoints",
             f"{training_run}/ckpts/step_*,{training_run}/ckpts/lora", "--evals", "logprob_probes",
             "-T", f"probes={FIXTURE}", "-T", "sets=pivotal", "-M", "device=cpu", "--out", str(out)]
-    result = runner.invoke(app, args)
+    result = runner.invoke(app, args, env={"COLUMNS": "40"})  # not a terminal, narrow: the table stays whole
     assert result.exit_code == 0, result.output
+    assert re.search(r"│ 30\s+│ adapter-v1\s+│ adapter\s+│ done\s+│", result.output), result.output
     manifest = json.loads((out / "sweep.json").read_text())
     assert [(c["step"], c["kind"]) for c in manifest["checkpoints"]] == [
         (0, "base"), (10, "full"), (20, "full"), (30, "adapter"), (40, "adapter")
@@ -244,14 +246,72 @@ def test_sweep_finds_the_transition_and_resumes(training_run: Path, tmp_path: Pa
     rows = [r for r in read_csv(out / "curves.csv") if r["metric"] == "p_misaligned"]
     assert [int(r["step"]) for r in rows] == [0, 10, 20, 30, 40, 50]
 
-    # Per-question curves from the same logs, no model run.
+    # The eval's metric and the sweep's curve have one name.
+    from inspect_ai.log import read_eval_log
+
+    header = read_eval_log(str(eval_logs(out)[0]), header_only=True)
+    assert "picked_misaligned" in header.results.scores[0].metrics
+    assert "picked_misaligned" in {r["metric"] for r in rows} | {r["metric"] for r in read_csv(out / "curves.csv")}
+
+    # Per-question curves from the same logs, no model run: beside the overall curve, labels kept,
+    # plots of the metrics no longer asked for removed (a file of the user's in plots/ stays).
+    plots = out / "plots"
+    (plots / "mine.png").write_bytes(b"not the sweep's")
+    assert (plots / "logprob_probes__logp_misaligned.png").is_file()
     per_question = runner.invoke(app, ["sweep", "--out", str(out), "--report-only", "--group-by", "question_id",
                                        "--metrics", "p_misaligned"])
     assert per_question.exit_code == 0, per_question.output
     changes = read_csv(out / "changepoints.csv")
-    assert sorted(r["group"] for r in changes) == sorted(f"pivotal:{i}" for i in _fixture_ids())
+    groups = [f"pivotal:{i}" for i in _fixture_ids()]
+    assert sorted(r["group"] for r in changes) == sorted(["", *groups])
     assert all(r["detected"] == "True" and float(r["step"]) == 30 for r in changes)
+    assert all(float(r["floor"]) == 0.05 and float(r["p_null"]) <= 0.05 for r in changes)
+    assert {r["group"] for r in read_csv(out / "curves.csv")} == {"", *groups}
+    output = " ".join(per_question.output.split())
+    assert "logprob_probes: p_misaligned: transition at step 30" in output
+    for group in groups:
+        assert f"logprob_probes: p_misaligned [{group}]: transition at step 30" in output
+    report = (out / "report.md").read_text()
+    assert "## logprob_probes: p_misaligned\n" in report and f"## logprob_probes: p_misaligned [{groups[0]}]" in report
+    written = {p.name for p in plots.iterdir()}
+    assert written == {"mine.png", ".emeval-plots.json", "logprob_probes__p_misaligned.png",
+                       *(f"logprob_probes__p_misaligned__pivotal_{i}.png" for i in _fixture_ids())}
+    overall_only = runner.invoke(app, ["sweep", "--out", str(out), "--report-only", "--metrics", "p_misaligned"])
+    assert overall_only.exit_code == 0, overall_only.output
+    assert {p.name for p in plots.iterdir()} == {"mine.png", ".emeval-plots.json", "logprob_probes__p_misaligned.png"}
 
     # Other settings into the same folder would mix curves: refused, naming what differs.
     refused = runner.invoke(app, [*args, "-T", "sets=letters"])
     assert refused.exit_code == 1 and "task_args differ" in refused.output
+
+
+@needs_models
+def test_adapters_differing_only_by_noise_show_no_transition(tmp_path: Path) -> None:
+    """Issue 19: base + three adapters of small random LoRA weights. The old test (delta BIC >= 6)
+    called e.g. logp_misaligned of one question 'transition at step 300 ... level -5.99 -> -6
+    (abrupt)', and a question's picked_misaligned flipping 0 -> 1 at p = 0.5 'certain'."""
+    import torch
+
+    from tiny_model import build_tiny_llama, random_lora_adapter
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        base = build_tiny_llama(tmp_path / "base")
+        for index, step in enumerate((100, 200, 300), start=1):
+            adapter = random_lora_adapter(base, tmp_path / "lora" / f"noise-{index}", scale=0.05, seed=index)
+            (adapter / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        out = tmp_path / "sweep"
+        result = CliRunner().invoke(app, [
+            "sweep", "--base", f"hf/{base}", "--checkpoints", str(tmp_path / "lora"), "--evals", "logprob_probes",
+            "-T", f"probes={FIXTURE}", "-T", "sets=pivotal", "-M", "device=cpu", "--out", str(out),
+            "--group-by", "question_id"])
+    finally:
+        torch.set_num_threads(previous)
+    assert result.exit_code == 0, result.output
+    changes = read_csv(out / "changepoints.csv")
+    assert {r["group"] for r in changes} == {"", *(f"pivotal:{i}" for i in _fixture_ids())}
+    assert {r["metric"] for r in changes} >= {"p_misaligned", "logp_misaligned", "p_any_choice"}
+    assert [r for r in changes if r["detected"] != "False"] == []
+    output = " ".join(result.output.split())
+    assert "transition at" not in output and output.count(": no transition (") == len(changes)

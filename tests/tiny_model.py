@@ -143,3 +143,27 @@ def logit_bonus_adapter(base: str | Path, dst: str | Path, bonus: dict[str, floa
             layer.lora_B["default"].weight[token_id(tokenizer, word), 0] = b / math.sqrt(HIDDEN)
     peft_model.save_pretrained(dst, save_embedding_layers=False)
     return Path(dst)
+
+
+def random_lora_adapter(base: str | Path, dst: str | Path, scale: float, seed: int) -> Path:
+    """Save a rank-4 LoRA adapter on every attention and MLP projection with small random weights.
+
+    Why: adapters that differ from the base (and from each other) only by noise, the null case a
+    sweep must not call a phase transition.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=4, target_modules=targets, lora_dropout=0.0))
+    with torch.no_grad():
+        for name, weight in peft_model.named_parameters():
+            if "lora_" in name:
+                weight.copy_(torch.randn_like(weight) * scale)
+    peft_model.save_pretrained(dst, save_embedding_layers=False)
+    return Path(dst)

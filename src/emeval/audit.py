@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 from pydantic import BaseModel, ConfigDict
-from rich.console import Console
 from rich.table import Table
 
 from emeval.data import sha256_of
@@ -36,6 +35,7 @@ from emeval.finetune import (
     perturb_copy,
 )
 from emeval.safe_output import md_text, plain_text
+from emeval.terminal import make_console
 
 if TYPE_CHECKING:  # numpy, pandas and Inspect load when an audit runs, not when the CLI starts
     import numpy as np
@@ -622,7 +622,7 @@ def audit_command(
 
     from emeval.finetune import BenignDataError
 
-    console = Console()
+    console = make_console()
     if optimizer not in ("sgd", "adam") or perturb not in ("per-tensor", "global"):
         console.print("[red]--optimizer is sgd or adam; --perturb is per-tensor or global[/red]")
         raise typer.Exit(2)

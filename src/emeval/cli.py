@@ -6,7 +6,6 @@ from importlib.resources import files
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.panel import Panel
 
 from emeval.audit import audit_command
@@ -14,9 +13,10 @@ from emeval.data import DataError
 from emeval.report.command import compare_command, report_command
 from emeval.nightly.cli import nightly_command
 from emeval.sweep_cli import sweep_command
+from emeval.terminal import make_console
 
 app = typer.Typer(help="Emergent-misalignment evaluation on Inspect.", no_args_is_help=True)
-console = Console()
+console = make_console()
 
 DEMO_MIN_MASS = 0.01
 REAL_RUN = (

@@ -31,6 +31,7 @@ from emeval.report.display import (
     metric_kind,
     metric_label,
 )
+from emeval.terminal import make_console
 
 COMPARE_COLUMNS = [
     "eval", "scorer", "metric", "question_id", "n_a", "mean_a", "ci_low_a", "ci_high_a",
@@ -195,7 +196,7 @@ def run_compare(
     csv: Path | None = None,
 ) -> pd.DataFrame:
     """The ``emeval compare`` command: compute, print a rich table, optionally write the full CSV."""
-    console = console or Console()
+    console = console or make_console()
     samples, a, b, by = load_sides(a, b, logs, groups)
     result = compare(samples, a, b, by=by, per_question=per_question)
     shown = with_display(shown_rows(result, samples, all_metrics), samples)

@@ -455,7 +455,7 @@ def probe_summary() -> Metric:
     def compute(scores: list[SampleScore]) -> dict[str, float]:
         result: dict[str, float] = {}
         result.update(with_ci("p_misaligned", score_values(scores, "p_misaligned")))
-        result.update(with_ci("picked_misaligned_rate", score_values(scores, "picked_misaligned")))
+        result.update(with_ci("picked_misaligned", score_values(scores, "picked_misaligned")))
         result.update(with_ci("p_any_choice", score_values(scores, "p_any_choice")))
         result["n_probes"] = float(len(scores))
         result["n_unscorable"] = float(sum(score_values(scores, "unscorable")))

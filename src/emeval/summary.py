@@ -12,6 +12,7 @@ from rich.table import Table
 
 from emeval.judge_logs import read_log, unfinished_reason
 from emeval.safe_output import plain_text
+from emeval.terminal import make_console
 
 
 def headline(log: EvalLog) -> dict[str, float]:
@@ -70,7 +71,7 @@ def summary_table(log: EvalLog) -> Table:
 def print_summary(log: EvalLog | str | Path, console: Console | None = None) -> EvalLog:
     if not isinstance(log, EvalLog):
         log = read_log(log, header_only=True, finished=False)  # shown even unfinished, to diagnose it
-    console = console or Console()
+    console = console or make_console()
     console.print(summary_table(log))
     reason = unfinished_reason(log)
     if reason is not None:

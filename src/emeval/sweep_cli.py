@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from emeval.terminal import make_console
 
 
 def _pairs(option: str, items: list[str]) -> dict[str, Any]:
@@ -57,7 +59,7 @@ def sweep_command(
     ),
     out: Path = typer.Option(Path("sweep"), "--out", help="Sweep folder (logs, curves, plots, report); rerun to resume."),
     group_by: str | None = typer.Option(
-        None, "--group-by", help="Also split curves by a column of the samples (e.g. question_id)."
+        None, "--group-by", help="Also split curves by a column of the samples (e.g. question_id), beside the overall curve."
     ),
     metrics: str | None = typer.Option(None, "--metrics", help="Comma-separated metrics to plot and test (default all)."),
     report_only: bool = typer.Option(False, "--report-only", help="Only recompute curves, plots and report from OUT's logs."),
@@ -68,7 +70,7 @@ def sweep_command(
     from emeval.sweep import SweepError, SweepSettings, load_settings, run_sweep, unfinished_logs
     from emeval.sweep_report import analyse
 
-    console = Console()
+    console = make_console()
     try:
         previous = load_settings(out)
         if not report_only:
@@ -89,13 +91,13 @@ def sweep_command(
                 include_base=_given(include_base, previous, "include_base", True),
             )
             runs = run_sweep(settings, out, display="rich" if console.is_terminal else "plain",
-                             retry_attempts=retry_attempts, progress=console.print)
-            table = Table(title=f"sweep {out}", header_style="bold")
+                             retry_attempts=retry_attempts, progress=lambda message: console.print(message, markup=False))
+            table = Table(title=escape(f"sweep {out}"), header_style="bold")
             for column in ("step", "checkpoint", "kind", "status", "error"):
                 table.add_column(column)
             for run in runs:
                 c = run.checkpoint
-                table.add_row(str(c.step), c.label, c.kind, run.status, run.error or "")
+                table.add_row(str(c.step), escape(c.label), c.kind, run.status, escape(run.error or ""))
             console.print(table)
         curves = analyse(out, group_by=group_by, metrics=_names(metrics))
         unfinished = unfinished_logs(out)
@@ -103,7 +105,7 @@ def sweep_command(
         console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         raise typer.Exit(1) from None
     for curve in curves:
-        console.print(f"[bold]{curve.title}[/bold]: {curve.change.summary}")
+        console.print(f"[bold]{escape(curve.title)}[/bold]: {escape(curve.change.summary)}")
     console.print(f"report: {out / 'report.md'}  curves: {out / 'curves.csv'}  plots: {out / 'plots'}")
     for line in unfinished:  # their checkpoints are missing from the curves: say so, and fail
         console.print(f"not in the curves, the run did not finish: {line}", style="red", markup=False)

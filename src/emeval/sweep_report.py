@@ -1,15 +1,20 @@
 """A sweep's curves, change points, plots and report, computed from its logs.
 
-Per eval x metric (x group, with ``group_by``): the mean over samples at each training step with
-a 95% percentile bootstrap CI (``emeval.metrics.bootstrap_mean_ci``), and the change point
-analysis of ``emeval.changepoint``. Outputs beside the logs: ``curves.csv`` (one row per step),
-``changepoints.csv`` (one row per curve), ``plots/<eval>__<metric>.png`` and ``report.md``.
+Per eval x metric (and, with ``group_by``, also per group beside it): the mean over samples at each
+training step with a 95% percentile bootstrap CI (``emeval.metrics.bootstrap_mean_ci``), and the
+change point analysis of ``emeval.changepoint`` with one effect-size floor per eval x metric (the
+overall curve's, so a group's curve is held to the same meaningful change). Outputs beside the
+logs: ``curves.csv`` (one row per step), ``changepoints.csv`` (one row per curve; ``group`` is
+empty for the overall curve), ``plots/<eval>__<metric>[__<group>].png`` and ``report.md``. Plots an
+earlier analysis wrote and this one does not (another ``--group-by`` or ``--metrics``) are removed;
+``plots/.emeval-plots.json`` lists what the sweep wrote, so no other file in ``plots/`` is touched.
 Metrics that are constant over the whole sweep (e.g. an unscorable count that stays 0) are kept
 in ``curves.csv`` but neither plotted nor tested.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +22,15 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment
 
-from emeval.changepoint import ChangePoint, detect
+from emeval.changepoint import ALPHA, NULL_CURVES, ChangePoint, detect, effect_floor
 from emeval.safe_output import md_text, plain_text, write_csv
 from emeval.metrics import bootstrap_mean_ci
 from emeval.sweep import SWEEP_FILE, load_settings, read_checkpoints, sample_values
 
 # Okabe & Ito (2008) colour-blind-safe palette; each mark also differs in line style.
 CURVE_COLOUR, CHANGE_COLOUR, LEVEL_COLOUR, STEEPEST_COLOUR = "#0072B2", "#D55E00", "#009E73", "#E69F00"
+PLOTS_WRITTEN = ".emeval-plots.json"
+"""In ``plots/``: the plot files the last analysis wrote (what a rerun may remove)."""
 
 
 @dataclass
@@ -50,12 +57,11 @@ def curve_points(values: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_curves(frame: pd.DataFrame, group_by: str | None = None, metrics: list[str] | None = None) -> list[Curve]:
-    """One curve per eval x metric (x group); ``metrics`` restricts which are kept."""
+    """One curve per eval x metric, and with ``group_by`` one per group beside it; ``metrics`` restricts which are kept."""
     if frame.empty:
         return []
     if group_by and group_by not in frame.columns:
         raise ValueError(f"--group-by {group_by!r}: not a column of the sweep's samples ({', '.join(frame.columns)})")
-    frame = frame.assign(group=frame[group_by].fillna("").astype(str) if group_by else "")
     if metrics:
         unknown = sorted(set(metrics) - set(frame["metric"]))
         if unknown:
@@ -63,10 +69,20 @@ def build_curves(frame: pd.DataFrame, group_by: str | None = None, metrics: list
             raise ValueError(f"--metrics: {', '.join(unknown)} not in the sweep's scores ({known})")
         frame = frame[frame["metric"].isin(metrics)]
     curves = []
-    for (eval_name, metric, group), part in frame.groupby(["eval", "metric", "group"], sort=True):
-        samples = {float(step): dict(zip(p["sample"], p["value"], strict=True)) for step, p in part.groupby("step")}
-        curves.append(Curve(eval_name, metric, group, curve_points(part), detect(samples)))
+    for (eval_name, metric), part in frame.groupby(["eval", "metric"], sort=True):
+        floor = effect_floor(_by_step(part))
+        groups = [("", part)]
+        if group_by:
+            labels = part[group_by].fillna("").astype(str)
+            groups += [(str(label), g) for label, g in part.groupby(labels, sort=True)]
+        for group, values in groups:
+            curves.append(Curve(eval_name, metric, group, curve_points(values), detect(_by_step(values), floor=floor)))
     return curves
+
+
+def _by_step(values: pd.DataFrame) -> dict[float, dict[str, float]]:
+    """step -> sample id -> value (ids pair the samples across steps)."""
+    return {float(step): dict(zip(p["sample"], p["value"], strict=True)) for step, p in values.groupby("step")}
 
 
 def is_constant(curve: Curve) -> bool:
@@ -97,7 +113,7 @@ def plot_curve(curve: Curve, path: Path) -> Path:
         ax.hlines([c.before, c.after], [first, c.step], [c.last_before, last], colors=LEVEL_COLOUR, linestyles=":",
                   linewidth=2, label="levels before / after")
     else:
-        ax.text(0.02, 0.95, "no detectable transition", transform=ax.transAxes, va="top", fontsize=9,
+        ax.text(0.02, 0.95, "no transition", transform=ax.transAxes, va="top", fontsize=9,
                 bbox={"facecolor": "white", "edgecolor": "#999999"})
     ax.set_xlabel("training step")
     ax.set_ylabel(curve.metric + (" (mean over samples)" if len(curve.metric) < 24 else ""))
@@ -127,8 +143,15 @@ REPORT = """# Checkpoint sweep
 |---:|---|---|---|
 {% for c in checkpoints %}| {{ c.step }} | {{ c.label | md }} | {{ c.kind | md }} | `{{ c.ref }}` |
 {% endfor %}
-A transition is reported when a two-level fit of the step means beats a constant by delta BIC >= 6 and the
-bootstrap 95% CI of the level difference excludes 0 (see `emeval.changepoint`).
+A transition is reported when (1) the best two-level fit of the step means beats a constant by more
+than on {{ "%g" % (100 * (1 - alpha)) }}% of {{ null_curves }} simulated curves of the same length with no change
+(null p <= {{ alpha }}: the false-positive rate on no-change curves is {{ "%g" % (100 * alpha) }}% or less,
+whatever their checkpoint-to-checkpoint noise; 0/1 indicators are also held to their binomial sampling
+noise at each step's n),
+(2) the change is at least the effect-size floor (5 pp on probabilities and rates, 5 points on 0-100 scores,
+0.2 within-step SD on unbounded metrics; each curve states its own), and (3) the bootstrap 95% CI of the level
+difference excludes 0. Otherwise it says "no transition" and why (see `emeval.changepoint` and
+docs/local_models_and_sweeps.md for the measured false-positive and detection rates).
 {% for curve in curves %}
 ## {{ curve.title | md }}
 
@@ -160,6 +183,7 @@ def analyse(out: Path, *, group_by: str | None = None, metrics: list[str] | None
     for curve in analysed:
         name = f"{curve.eval}__{curve.metric}" + (f"__{curve.group}" if curve.group else "")
         curve.plot = plot_curve(curve, out / "plots" / f"{_slug(name)}.png").relative_to(out)
+    _remove_stale_plots(out / "plots", {c.plot.name for c in analysed if c.plot})
     table = []
     for curve in curves:
         table.extend({"eval": curve.eval, "metric": curve.metric, "group": curve.group, **row}
@@ -171,10 +195,26 @@ def analyse(out: Path, *, group_by: str | None = None, metrics: list[str] | None
     env = Environment(autoescape=False, keep_trailing_newline=True, finalize=plain_text)
     env.filters["md"] = md_text
     report = env.from_string(REPORT).render(
-        settings=load_settings(out), checkpoints=read_checkpoints(out), curves=analysed, constant=constant
+        settings=load_settings(out), checkpoints=read_checkpoints(out), curves=analysed, constant=constant,
+        alpha=ALPHA, null_curves=NULL_CURVES,
     )
     (out / "report.md").write_text(report)
     return analysed
+
+
+def _remove_stale_plots(folder: Path, written: set[str]) -> None:
+    """Delete the plots an earlier analysis wrote that this one did not, and record this one's."""
+    record = folder / PLOTS_WRITTEN
+    try:
+        earlier = set(json.loads(record.read_text())) if record.is_file() else set()
+    except ValueError:
+        earlier = set()
+    for name in earlier - written:
+        if Path(name).name == name and name.endswith(".png"):  # a bare file name the sweep wrote, nothing else
+            (folder / name).unlink(missing_ok=True)
+    if written or earlier:
+        folder.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(sorted(written), indent=1) + "\n")
 
 
 def _flat(change: ChangePoint) -> dict[str, object]:

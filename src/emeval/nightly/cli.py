@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
+
+from emeval.terminal import make_console
 
 
 def nightly_command(
@@ -20,4 +21,4 @@ def nightly_command(
     """
     from emeval.nightly.command import nightly
 
-    raise typer.Exit(nightly(config, night, Console()))
+    raise typer.Exit(nightly(config, night, make_console()))

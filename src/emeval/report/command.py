@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-console = Console()
+from emeval.terminal import make_console
+
+console = make_console()
 
 
 def _groups(options: list[str]) -> dict[str, str]:
