@@ -482,3 +482,23 @@ def test_samples_that_errored_in_the_run_are_carried_over_unjudged(world, tmp_pa
     assert all(B_SCORER in s.scores for s in new.samples[1:])
     metrics = {s.name: {k: m.value for k, m in s.metrics.items()} for s in new.results.scores}
     assert metrics[B_SCORER]["n_answers"] == 7
+
+
+def test_a_folder_with_the_original_and_two_rejudged_copies_counts_each_answer_once(world, tmp_path):
+    """Issue 19: rejudged copies beside the original were read as new answers (n tripled)."""
+    from emeval.analysis import read_logs
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    copy = folder / world.original.name
+    copy.write_bytes(world.original.read_bytes())
+    rejudge(copy, B_MODEL)
+    rejudge(copy, "openai-api/loopb/judge-b2")
+    alone = read_logs([world.original]).samples
+    pooled = read_logs([folder]).samples
+    answers = alone[["sample_id", "epoch"]].drop_duplicates()
+    for scorer, rows in pooled.groupby("scorer"):
+        per_metric = rows.groupby("metric").size()
+        assert (per_metric == len(answers)).all(), (scorer, per_metric)
+    assert set(pooled["log"]) == {str(copy)}
+    assert set(alone["scorer"]) < set(pooled["scorer"])

@@ -294,6 +294,11 @@ class LogData:
 
 
 def read_logs(logs: Iterable[str | Path], groups: Mapping[str, str] | None = None) -> LogData:
+    """Logs (files or directories) -> ``LogData``; an answer is counted once.
+
+    Answers are identified by run and sample (eval id, sample id, epoch). A re-judged copy
+    (``emeval rejudge``, header metadata ``rejudged_from``) shares its source's eval id: its extra
+    judge scores join the same answers, and scores both logs hold are taken from the original."""
     frames, headers = [], {}
     paths = log_paths(logs)
     if not paths:
@@ -302,11 +307,36 @@ def read_logs(logs: Iterable[str | Path], groups: Mapping[str, str] | None = Non
         header, frame = _read_one(path)
         headers[str(path)] = header
         frames.append(frame)
+    # originals first, so a score both an original and its re-judged copy hold is the original's
+    frames.sort(key=lambda f: bool(len(f)) and _rejudged_source(headers[f["log"].iat[0]]) is not None)
     samples = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SAMPLE_COLUMNS)
+    samples = _count_answers_once(samples, headers)
     samples["eval"] = samples["log"].map(eval_keys(headers))
     samples["epoch"] = samples["epoch"].astype(int)
     samples["value"] = samples["value"].astype(float)
     return LogData(assign_groups(samples, groups), headers)
+
+
+def _rejudged_source(header: EvalLog) -> Mapping[str, Any] | None:
+    source = (header.eval.metadata or {}).get("rejudged_from")
+    return source if isinstance(source, Mapping) else None
+
+
+def _count_answers_once(samples: pd.DataFrame, headers: Mapping[str, EvalLog]) -> pd.DataFrame:
+    """Drop repeated (answer, score key) rows; a re-judged copy's rows count under its source log."""
+    source_of = {}
+    for path, header in headers.items():
+        source = _rejudged_source(header)
+        if source is None:
+            continue
+        originals = [p for p, h in headers.items() if p != path and _rejudged_source(h) is None
+                     and h.eval.eval_id == source.get("eval_id")]
+        if originals:
+            source_of[path] = originals[0]
+    samples = samples.copy()
+    samples["log"] = samples["log"].map(lambda p: source_of.get(p, p))
+    identity = ["eval_id", "sample_id", "epoch", "scorer", "metric"]
+    return samples[~samples[identity].astype(str).duplicated()].reset_index(drop=True)
 
 
 def _question_set_label(value: Any) -> str:

@@ -25,6 +25,9 @@ from emeval.scorers import alignment_judge_factory, judge_scorer_name
 
 METHODS = ("auto", "logprob", "sampled")
 
+REJUDGED_FROM = "rejudged_from"
+"""Header metadata key naming a re-judged log's source (its path, eval id and run id)."""
+
 
 def default_output(source: Path, judge: str) -> Path:
     """``<stem>-rejudged-<slug>.eval`` beside the original."""
@@ -123,6 +126,9 @@ def rejudge(
         copy=False,
     )
     scored.eval.model_roles = original.eval.model_roles
+    # readers recognise this copy by its source and count its answers once (analysis.read_logs)
+    scored.eval.metadata = {**(scored.eval.metadata or {}), REJUDGED_FROM: {
+        "log": str(source), "eval_id": original.eval.eval_id, "run_id": original.eval.run_id}}
     samples = list(scored.samples or [])
     for index in sorted(errored):
         samples.insert(index, errored[index])
