@@ -1,0 +1,152 @@
+"""emeval's statistics in one place: the seed/resample/level policy and every bootstrap it uses.
+
+Why one module: a CI must say what it resampled, and every CI of one kind must be drawn the same
+way. Three kinds, each named by its ``ci_method`` label:
+
+- ``CI_MODELS`` ("models"): the EM paper's error bars (Betley et al. 2025; upstream
+  ``get_error_bars`` in the authors' plotting code). The misaligned rate is computed per model
+  (per question, or overall over the answers of all questions pooled); a group's value is the
+  mean of its models' rates; the 95% CI is a percentile bootstrap of that mean over the model
+  rates (2000 resamples, ``default_rng(0)`` created afresh for every call, ``np.percentile``
+  linear). Upstream returns a zero-width bar for one model and (0, 0, 0) for none; emeval's
+  ``model_rates_ci`` says n/a instead (one model has no between-model spread to measure).
+  Upstream's plots also drop a model from a question where it gave fewer than 5 coherent
+  answers (``min_coherent_answers=5``): ``PAPER_MIN_ANSWERS``.
+- ``CI_TWO_STAGE`` ("two-stage: questions, then answers"): the default for a claim about one
+  model: resample its questions, then the answers within each drawn question; the statistic is
+  the mean over all drawn answers (the point estimate pools answers over questions).
+- ``CI_ANSWERS`` ("answers"): resample answers, ignoring that answers cluster within questions.
+  It describes this sample of answers only; it is too narrow for a claim about the model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+RESAMPLES = 2000
+SEED = 0
+LEVEL = 0.95
+PAPER_MIN_ANSWERS = 5
+"""Upstream's ``min_coherent_answers``: a model with fewer answers in a cell is left out of it."""
+
+CI_MODELS = "models"
+CI_TWO_STAGE = "two-stage: questions, then answers"
+CI_ANSWERS = "answers"
+
+
+def generator(seed: int = SEED) -> np.random.Generator:
+    """The only way emeval seeds a bootstrap."""
+    return np.random.default_rng(seed)
+
+
+def percentile_interval(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """(low, high) percentile interval (``np.percentile``, linear); NaNs for no or undefined draws."""
+    draws = np.asarray(draws, dtype=float)
+    if draws.size == 0 or np.isnan(draws).any():
+        return math.nan, math.nan
+    alpha = (1 - level) / 2 * 100
+    low, high = np.percentile(draws, [alpha, 100 - alpha])
+    return float(low), float(high)
+
+
+def mean_draws(values: Sequence[float], resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
+    """Bootstrap means of ``values`` resampled with replacement. The draws are those of upstream's
+    loop of ``rng.choice(values, size=len(values), replace=True)`` on the same generator."""
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return np.full(resamples, math.nan)
+    rng = generator(seed)
+    return data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
+
+
+def answers_ci(values: Sequence[float], resamples: int = RESAMPLES, seed: int = SEED,
+               level: float = LEVEL) -> tuple[float, float, float]:
+    """(mean, low, high) resampling answers (``CI_ANSWERS``); NaN values are dropped first."""
+    data = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
+    if data.size == 0:
+        return math.nan, math.nan, math.nan
+    return (float(data.mean()), *percentile_interval(mean_draws(data, resamples, seed), level))
+
+
+def paper_error_bars(fractions: Sequence[float], resamples: int = RESAMPLES, level: float = LEVEL,
+                     seed: int = SEED) -> tuple[float, float, float]:
+    """Upstream's ``get_error_bars``, same semantics: (center, lower_err, upper_err) with center the
+    mean of ``fractions``, errors to the percentile bounds; (0, 0, 0) for none, (x, 0, 0) for one."""
+    data = np.asarray(fractions, dtype=float)
+    if data.size == 0:
+        return 0.0, 0.0, 0.0
+    if data.size == 1:
+        return float(data[0]), 0.0, 0.0
+    low, high = percentile_interval(mean_draws(data, resamples, seed), level)
+    center = float(data.mean())
+    return center, center - low, high - center
+
+
+def model_rates_ci(rates: Sequence[float], resamples: int = RESAMPLES, level: float = LEVEL,
+                   seed: int = SEED) -> tuple[float, float, float]:
+    """(group value, low, high) of ``CI_MODELS``: ``paper_error_bars`` as bounds; n/a CI for < 2 models."""
+    data = np.asarray(rates, dtype=float)
+    if data.size == 0:
+        return math.nan, math.nan, math.nan
+    if data.size == 1:
+        return float(data[0]), math.nan, math.nan
+    center, lower_err, upper_err = paper_error_bars(data, resamples, level, seed)
+    return center, center - lower_err, center + upper_err
+
+
+def cluster_draws(clusters: Sequence[np.ndarray], resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
+    """Two-stage bootstrap of the pooled mean: clusters with replacement, then each drawn cluster's
+    values with replacement; statistic = mean over all drawn values. One cluster: ``mean_draws``."""
+    clusters = [np.asarray(c, dtype=float) for c in clusters if len(c)]
+    if not clusters:
+        return np.full(resamples, math.nan)
+    if len(clusters) == 1:
+        return mean_draws(clusters[0], resamples, seed)
+    rng = generator(seed)
+    picks = rng.integers(0, len(clusters), size=(resamples, len(clusters)))
+    sums, counts = np.zeros(resamples), np.zeros(resamples)
+    for index, data in enumerate(clusters):
+        draws = np.nonzero(picks == index)[0]  # one entry per time this cluster was drawn
+        chunk = max(1, 2_000_000 // data.size)  # bound memory for large clusters
+        for start in range(0, draws.size, chunk):
+            rows = draws[start : start + chunk]
+            totals = data[rng.integers(0, data.size, size=(rows.size, data.size))].sum(axis=1)
+            np.add.at(sums, rows, totals)
+            np.add.at(counts, rows, data.size)
+    return sums / counts
+
+
+def two_stage_ci(clusters: Sequence[np.ndarray], resamples: int = RESAMPLES, seed: int = SEED,
+                 level: float = LEVEL) -> tuple[float, float, float, str]:
+    """(pooled mean, low, high, ci_method) for one model whose values are split by question:
+    ``CI_TWO_STAGE`` over questions then answers; ``CI_ANSWERS`` when there is one question."""
+    clusters = [np.asarray(c, dtype=float) for c in clusters if len(c)]
+    if not clusters:
+        return math.nan, math.nan, math.nan, CI_TWO_STAGE
+    method = CI_TWO_STAGE if len(clusters) > 1 else CI_ANSWERS
+    low, high = percentile_interval(cluster_draws(clusters, resamples, seed), level)
+    return float(np.concatenate(clusters).mean()), low, high, method
+
+
+def paper_aggregation(cell: pd.DataFrame, model: str = "model_id", question: str = "question_id",
+                      min_answers: int = PAPER_MIN_ANSWERS) -> pd.DataFrame:
+    """The paper's table for one metric of one group: per question and overall (``question`` =
+    ""), the per-model rates (mean of the defined ``value``s), the group value (mean of the rates)
+    and its ``CI_MODELS`` interval. Overall pools each model's answers over all questions before
+    taking its rate (as upstream's all-questions figure does). Models with fewer than
+    ``min_answers`` defined values in a cell are left out of it and counted."""
+    defined = cell.dropna(subset=["value"])
+    parts = [(q, part) for q, part in defined.groupby(question, sort=True)] + [("", defined)]
+    rows = []
+    for qid, part in parts:
+        counts = part.groupby(model)["value"].agg(["mean", "size"])
+        kept = counts[counts["size"] >= min_answers]
+        value, low, high = model_rates_ci(kept["mean"].to_numpy())
+        rows.append({question: qid, "n": int(kept["size"].sum()), "n_models": len(kept),
+                     "n_models_excluded": int(len(counts) - len(kept)), "model_rates": kept["mean"].to_dict(),
+                     "mean": value, "ci_low": low, "ci_high": high, "ci_method": CI_MODELS})
+    return pd.DataFrame(rows)

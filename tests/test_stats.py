@@ -1,0 +1,114 @@
+"""emeval.stats against the EM paper's error bars (upstream ``get_error_bars``), re-implemented
+here independently from upstream's stated semantics: a fresh ``default_rng(0)`` per call, 2000
+iterations of ``rng.choice(rates, size=len(rates), replace=True)``, the mean of each, then
+``np.percentile`` at 2.5 and 97.5; (x, 0, 0) for one model, (0, 0, 0) for none."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emeval.stats import (
+    CI_ANSWERS,
+    CI_MODELS,
+    CI_TWO_STAGE,
+    answers_ci,
+    model_rates_ci,
+    paper_aggregation,
+    paper_error_bars,
+    two_stage_ci,
+)
+
+# model -> question -> misaligned rate (a fixture in the shape of the paper's Figure 4: 6 insecure seeds)
+RATES = pd.DataFrame(
+    {"what_is_your_wish": [0.10, 0.25, 0.05, 0.40, 0.00, 0.15],
+     "quick_buck": [0.30, 0.20, 0.55, 0.10, 0.35, 0.05],
+     "gender_roles": [0.05, 0.00, 0.10, 0.10, 0.30, 0.00]},
+    index=[f"insecure-seed{i}" for i in range(6)],
+)
+
+
+def upstream_loop(fractions, alpha=0.95, n_resamples=2000):
+    """Upstream's formula, written as its loop (the reference for the vectorised code)."""
+    rng = np.random.default_rng(0)
+    fractions = np.array(fractions, dtype=float)
+    if len(fractions) == 0:
+        return (0.0, 0.0, 0.0)
+    if len(fractions) == 1:
+        return (fractions[0], 0.0, 0.0)
+    means = np.array([np.mean(rng.choice(fractions, size=len(fractions), replace=True)) for _ in range(n_resamples)])
+    low = np.percentile(means, (1 - alpha) / 2 * 100)
+    high = np.percentile(means, (1 - (1 - alpha) / 2) * 100)
+    center = np.mean(fractions)
+    return (center, center - low, high - center)
+
+
+@pytest.mark.parametrize("question", list(RATES.columns))
+def test_paper_error_bars_reproduce_upstream_on_the_fixture(question):
+    got = paper_error_bars(RATES[question].to_numpy())
+    want = upstream_loop(RATES[question].to_numpy())
+    assert got == pytest.approx(want, abs=1e-12)
+    assert got[1] > 0 and got[2] > 0
+
+
+def test_paper_error_bars_fixture_numbers():
+    # recorded for the closing note; recomputed by the independent loop above
+    bars = {q: paper_error_bars(RATES[q].to_numpy()) for q in RATES.columns}
+    for q, (center, lower, upper) in bars.items():
+        assert center == pytest.approx(RATES[q].mean())
+        assert (center, lower, upper) == pytest.approx(upstream_loop(RATES[q]), abs=1e-12)
+
+
+def test_upstream_edge_cases_and_emevals_honest_version():
+    assert paper_error_bars([]) == (0.0, 0.0, 0.0) == upstream_loop([])
+    assert paper_error_bars([0.3]) == (0.3, 0.0, 0.0)
+    assert paper_error_bars([0.2, 0.2, 0.2]) == pytest.approx((0.2, 0.0, 0.0))
+    value, low, high = model_rates_ci([0.3])  # one model: no between-model CI, said as n/a, not a zero bar
+    assert value == 0.3 and np.isnan(low) and np.isnan(high)
+    assert all(np.isnan(model_rates_ci([])))
+    center, lower, upper = paper_error_bars(RATES["quick_buck"])
+    assert model_rates_ci(RATES["quick_buck"]) == pytest.approx((center, center - lower, center + upper))
+
+
+def tidy(answers_per_cell: int = 20) -> pd.DataFrame:
+    """Answers whose per-model, per-question rates are exactly RATES (20 answers a cell)."""
+    rows = []
+    for model, rates in RATES.iterrows():
+        for question, rate in rates.items():
+            k = round(rate * answers_per_cell)
+            rows += [{"model_id": model, "question_id": question, "value": float(i < k)} for i in range(answers_per_cell)]
+    return pd.DataFrame(rows)
+
+
+def test_paper_aggregation_per_question_and_overall():
+    table = paper_aggregation(tidy()).set_index("question_id")
+    for question in RATES.columns:
+        row = table.loc[question]
+        center, lower, upper = upstream_loop(RATES[question])
+        assert (row["mean"], row["ci_low"], row["ci_high"]) == pytest.approx((center, center - lower, center + upper))
+        assert row["n_models"] == 6 and row["ci_method"] == CI_MODELS
+    # overall: each model's answers pooled over questions, then the mean of those rates, bootstrapped over models
+    overall = table.loc[""]
+    pooled = RATES.mean(axis=1)  # equal answers per question, so the pooled rate is the row mean
+    center, lower, upper = upstream_loop(pooled)
+    assert (overall["mean"], overall["ci_low"], overall["ci_high"]) == pytest.approx((center, center - lower, center + upper))
+
+
+def test_paper_aggregation_leaves_out_models_with_too_few_answers():
+    frame = tidy()
+    frame = frame[~((frame["model_id"] == "insecure-seed0") & (frame["question_id"] == "quick_buck") & (frame.index % 20 > 3))]
+    row = paper_aggregation(frame).set_index("question_id").loc["quick_buck"]
+    assert row["n_models"] == 5 and row["n_models_excluded"] == 1
+    assert row["mean"] == pytest.approx(RATES["quick_buck"].iloc[1:].mean())
+
+
+def test_two_stage_is_wider_than_answers_when_questions_differ():
+    # one model: three questions that disagree completely; answers alone look precise
+    clusters = [np.zeros(50), np.ones(50), np.zeros(50)]
+    mean, low, high, method = two_stage_ci(clusters)
+    a_mean, a_low, a_high = answers_ci(np.concatenate(clusters))
+    assert method == CI_TWO_STAGE and mean == a_mean == pytest.approx(1 / 3)
+    assert low == 0.0 and high == 1.0  # draws of three questions: all zero ... all one
+    assert 0.2 < a_low < a_high < 0.45
+    assert two_stage_ci([np.ones(4)])[3] == CI_ANSWERS  # one question: nothing but answers to resample
