@@ -15,7 +15,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
 from inspect_ai.log import read_eval_log
 
 from faulty_loopback import judged_answer, last_user_text, scripted_judge, scripted_verdicts
