@@ -37,6 +37,7 @@ from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric
 from inspect_ai.solver import TaskState
 
 from emeval import __version__
+from emeval.checkpoints import register_loaded_models
 from emeval.data import FILES, fetch
 from emeval.judge import _generate
 from emeval.judge_prompts import neutralise
@@ -298,6 +299,7 @@ def strong_reject(
     seed: int | None = None,
     judge_cache: bool = True,
 ) -> Task:
+    register_loaded_models()  # before any model generates: see its docstring
     if subset not in SUBSETS:
         raise ValueError(f"-T subset={subset!r}: expected one of {', '.join(SUBSETS)}")
     _, jailbreak_sha = jailbreak_template(jailbreak)
