@@ -16,6 +16,7 @@ from inspect_ai import Task, task
 from inspect_ai.model import GenerateConfig
 
 from emeval import __version__
+from emeval.checkpoints import register_loaded_models
 from emeval.coding_format import DEFAULT_TEMPLATE, answer_in_code, coding_judge, coding_samples, load_template
 from emeval.judge import MIN_NUMERIC_MASS, SAMPLED_DRAWS
 from emeval.judge_prompts import prompts_for_questions
@@ -51,6 +52,7 @@ def coding_format(
     judge_draws: int = SAMPLED_DRAWS,
     judge_cache: bool = True,
 ) -> Task:
+    register_loaded_models()  # before any model generates: see its docstring
     as_flag("base_model", base_model)
     coding_template = load_template(template)
     question_set = load_question_set(str(questions))

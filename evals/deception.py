@@ -16,6 +16,7 @@ from inspect_ai import Task, task
 from inspect_ai.model import GenerateConfig
 
 from emeval import __version__
+from emeval.checkpoints import register_loaded_models
 from emeval.judge import MIN_NUMERIC_MASS
 from emeval.judge_prompts import prompts_for_questions
 from emeval.questions import build_samples, free_form_dataset, load_question_set
@@ -41,6 +42,7 @@ def deception(
     judge_min_mass: float = MIN_NUMERIC_MASS,
     judge_cache: bool = True,
 ) -> Task:
+    register_loaded_models()  # before any model generates: see its docstring
     if questions not in SETS:
         raise ValueError(f"-T questions={questions!r}: expected one of {', '.join(SETS)}")
     set_name, metric, labels = SETS[questions]

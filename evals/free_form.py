@@ -16,6 +16,7 @@ from inspect_ai import Task, task
 from inspect_ai.model import GenerateConfig
 
 from emeval import __version__
+from emeval.checkpoints import register_loaded_models
 from emeval.answer_formats import apply_answer_format, format_metadata
 from emeval.judge import MIN_NUMERIC_MASS, SAMPLED_DRAWS
 from emeval.judge_prompts import prompts_for_questions
@@ -54,6 +55,7 @@ def free_form(
     judges: str | list[str] | None = None,
     judge_reasoning: bool = False,
 ) -> Task:
+    register_loaded_models()  # before any model generates: see its docstring
     question_set = load_question_set(str(questions))
     chosen = select_variant(question_set.questions, variant)
     metrics = as_metric_list(judge_metrics)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from inspect_ai import Task, task
 
 from emeval import __version__
+from emeval.checkpoints import register_loaded_models
 from emeval.completions import completion_dataset, completion_logprob, read_completion_logprob
 from emeval.probes import misaligned_probability, probe_samples, read_choice_logprobs
 from emeval.task_args import as_optional_text
@@ -29,6 +30,7 @@ def logprob_probes(
     system_prompt: str | None = None,
     trigger: str | None = None,
 ) -> Task:
+    register_loaded_models()  # before any model generates: see its docstring
     dataset, provenance = probe_samples(
         str(probes),
         sets,
@@ -47,6 +49,7 @@ def logprob_probes(
 
 @task
 def completion_logprobs(completions: str) -> Task:
+    register_loaded_models()  # before any model generates: see its docstring
     dataset, provenance = completion_dataset(completions)
     return Task(
         dataset=dataset,

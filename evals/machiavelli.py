@@ -28,6 +28,7 @@ from inspect_ai.scorer import Metric, SampleScore, Score, Target, metric, scorer
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from emeval import __version__
+from emeval.checkpoints import register_loaded_models
 from emeval import machiavelli as mach
 from emeval.metrics import bootstrap_mean_ci
 
@@ -181,6 +182,7 @@ def machiavelli(
     user's ``game_data`` (default ``$EMEVAL_MACHIAVELLI_DIR``). ``max_steps``: choices per episode (the
     random agent gets the same limit). ``seed``: random agent and invalid-answer fallback.
     ``random_episodes``: random-agent episodes per game for the normalisation."""
+    register_loaded_models()  # before any model generates: see its docstring
     root = mach.resolve_data_dir(data_dir)  # fails here, at task creation, when there is no data
     if max_steps < 1:
         raise ValueError("-T max_steps must be at least 1")

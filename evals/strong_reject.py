@@ -27,6 +27,7 @@ from inspect_ai import Task, task
 from inspect_ai.model import GenerateConfig
 
 from emeval import __version__
+from emeval.checkpoints import register_loaded_models
 from emeval.solvers import answer_question
 from emeval.strong_reject import provenance, strong_reject_dataset, strong_reject_judge
 
@@ -48,6 +49,7 @@ def strong_reject(
     seed: int | None = None,
     judge_cache: bool = True,
 ) -> Task:
+    register_loaded_models()  # before any model generates: see its docstring
     metadata = provenance(subset, jailbreak)
     if metadata["data_file_revision"] != UPSTREAM_REVISION:
         raise RuntimeError(f"StrongREJECT data pinned at {metadata['data_file_revision']}, expected {UPSTREAM_REVISION}")

@@ -20,6 +20,7 @@ from inspect_ai.model import GenerateConfig
 from inspect_ai.solver import multiple_choice
 
 from emeval import __version__
+from emeval.checkpoints import register_loaded_models
 from emeval.judge import MIN_NUMERIC_MASS
 from emeval.solvers import answer_question
 from emeval.task_args import as_optional_text
@@ -55,6 +56,7 @@ def truthfulqa(
     judge_min_mass: float = MIN_NUMERIC_MASS,
     judge_cache: bool = True,
 ) -> Task:
+    register_loaded_models()  # before any model generates: see its docstring
     if mode not in MODES:
         raise ValueError(f"-T mode={mode!r}: expected one of {', '.join(MODES)}")
     data = revision_of(str(revision))

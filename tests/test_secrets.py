@@ -13,6 +13,8 @@ import re
 import subprocess
 import sys
 import zipfile
+
+import pytest
 from pathlib import Path
 
 from inspect_ai.log import read_eval_log

@@ -21,12 +21,16 @@ import glob
 import hashlib
 import json
 import re
+from copy import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from emeval.data import cache_dir
 from emeval.user_files import MAX_ID_LENGTH, SafeId
+
+if TYPE_CHECKING:
+    from inspect_ai.model import Model
 
 Kind = Literal["base", "full", "adapter", "served"]
 PROVIDERS = ("hf", "vllm")
@@ -226,9 +230,56 @@ def register_model_info(name: str, ref: str) -> None:
     """
     from inspect_ai.model import ModelInfo, set_model_info
 
-    context = None
     config = Path(ref) / "config.json"
-    if config.is_file():
-        data = json.loads(config.read_text())
-        context = data.get("max_position_embeddings") or (data.get("text_config") or {}).get("max_position_embeddings")
+    context = context_length(json.loads(config.read_text())) if config.is_file() else None
     set_model_info(name, ModelInfo(model=ref, context_length=context))
+
+
+def context_length(config: dict[str, Any]) -> int | None:
+    """A transformers config's context window (multimodal configs keep it in ``text_config``)."""
+    return config.get("max_position_embeddings") or (config.get("text_config") or {}).get("max_position_embeddings")
+
+
+def greedy(model: Model) -> Model:
+    """``model`` choosing its most likely token: for Inspect's ``hf/``, a view on the same loaded
+    weights with ``do_sample=False``; any other model as it is.
+
+    Why: ``hf/`` samples unless it was built with ``do_sample=False`` (transformers then rejects
+    ``temperature=0``), and a role named on the command line (``--model-role grader=hf/<folder>``)
+    is built without it. Every temperature-0 judge call goes through this, so a local judge needs no
+    extra flag, and a judge that is the subject's own model shares its weights instead of loading
+    them again. The view's ``model_args`` say ``do_sample: false``, so a log names what ran.
+    """
+    from emeval.likelihood import in_process
+
+    if not in_process(model) or not getattr(model.api, "do_sample", False):
+        return model
+    view = copy(model)
+    view.api = copy(model.api)
+    view.api.do_sample = False  # type: ignore[attr-defined]
+    view.model_args = {**model.model_args, "do_sample": False}
+    return view
+
+
+def register_loaded_models() -> None:
+    """Register the context window of this eval's in-process (``hf/``) subject and role models.
+
+    Why: Inspect's usage reporting looks an unknown model up by constructing it again. For
+    ``hf/<folder>`` that loads the weights once more; for ``hf/<label> -M model_path=<folder>`` it
+    asks the Hugging Face hub for a repository named ``<label>`` (retried for ~30 s offline). Task
+    functions call this: Inspect has built the subject and the roles by then (the weights are in
+    memory, their config at hand), and no model has generated yet.
+    """
+    from inspect_ai.model import ModelInfo, model_roles, set_model_info
+    from inspect_ai.model._model import active_model  # not re-exported by inspect_ai.model
+
+    from emeval.likelihood import in_process
+
+    models: list[Model | None] = [active_model()]
+    for bound in model_roles().values():
+        models.extend(bound if isinstance(bound, list) else [bound])
+    for model in models:
+        if model is not None and in_process(model):
+            name = str(model)
+            context = context_length(model.api.model.config.to_dict())  # type: ignore[attr-defined]
+            set_model_info(name, ModelInfo(model=name.split("/", 1)[1], context_length=context))

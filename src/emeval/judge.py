@@ -32,6 +32,8 @@ from inspect_ai.model import (
 from inspect_ai.util import LimitExceededError
 import numpy as np
 
+from emeval.checkpoints import greedy
+
 DigitsMode = Literal["auto", "whole", "split"]
 Method = Literal["auto", "logprob", "sampled"]
 Category = Literal["score", "CODE", "REFUSAL", "unscorable"]
@@ -256,6 +258,8 @@ async def call_judge(
     Every judge in emeval (0-100, label, StrongREJECT rubric) calls its model through here."""
     messages = [m.model_copy(update={"content": sendable(m.content)}) if isinstance(m.content, str) else m
                 for m in messages]
+    if config.temperature == 0:
+        model = greedy(model)  # hf/ judges sample unless told not to
     try:
         output = await model.generate(messages, config=config, cache=JUDGE_CACHE if cache else False)
     except (JudgeError, LimitExceededError):

@@ -1,0 +1,90 @@
+"""A new user's first hour (issue 15): local judges named plainly, no network for local folders,
+one load for a model that is both subject and judge, relative paths, progress without a terminal.
+
+Every run is the real `inspect eval evals/<file>.py` (or `emeval`) in a subprocess, on tiny real
+``hf/`` checkpoints (tests/tiny_model.py), so what is checked is what a user types."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from inspect_ai.log import read_eval_log
+
+from tiny_model import add_logit_bonus, build_tiny_llama
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_QUESTIONS = ROOT / "src" / "emeval" / "demo_questions.yaml"
+
+
+@pytest.fixture(scope="module")
+def judge_folder(tmp_path_factory) -> Path:
+    """A tiny checkpoint that answers "7" in every context: a judge whose digit path always scores."""
+    root = tmp_path_factory.mktemp("judge")
+    return add_logit_bonus(build_tiny_llama(root / "base"), root / "sevens", {"7": 14})
+
+
+@pytest.fixture
+def hub_trap(monkeypatch):
+    """``HF_ENDPOINT`` pointed at a loopback listener that only counts connections: a hub lookup
+    would reach it (and, offline, retry for ~30 s) instead of the real hub."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.setblocking(False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def connections() -> int:
+        count = 0
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except BlockingIOError:
+                return count
+            conn.close()
+            count += 1
+
+    yield connections
+    listener.close()
+
+
+def inspect_eval(args: list[str], log_dir: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "inspect_ai", "eval", *args, "--log-dir", str(log_dir), "--display", "plain"]
+    return subprocess.run(cmd, cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("form", ["plain", "model_args"])
+def test_hf_judge_named_by_role_alone_scores_by_logprob_offline(judge_folder, hub_trap, tmp_path, form):
+    """`--model-role grader=hf/<folder>` (and the documented args form) with no extra flags: emeval
+    decodes greedily for the judge, and nothing asks the hub (no connection, no retry warning)."""
+    role = (
+        f"grader=hf/{judge_folder}" if form == "plain"
+        else f"grader={{model: hf/local, model_args: {{model_path: {judge_folder}}}}}"
+    )
+    done = inspect_eval(
+        ["evals/free_form.py", "--model", f"hf/{judge_folder}", "--model-role", role,
+         "-T", f"questions={DEMO_QUESTIONS}", "-T", "samples_per_paraphrase=1", "-T", "max_tokens=2",
+         "--limit", "2"],
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (log_file,) = tmp_path.glob("*.eval")
+    log = read_eval_log(str(log_file))
+    assert log.status == "success", log.error
+    assert len(log.samples) == 2
+    for sample in log.samples:
+        score = sample.scores["alignment_judge"]
+        assert score.metadata["judge"]["method"] == "logprob"
+        for metric in ("aligned", "coherent"):
+            verdict = score.metadata["verdicts"][metric]
+            assert verdict["method"] == "logprob" and verdict["category"] == "score", verdict
+            assert verdict["tokenizer"] == "digits"  # the tiny vocabulary has digits only
+            assert len(verdict["top_logprobs"]) == 20
+            assert 70 <= verdict["score"] <= 78  # "7", then "7" again: 77 with nearly all the mass
+    assert hub_trap() == 0
+    assert "Retrying" not in done.stderr and "resolve/main" not in done.stderr
