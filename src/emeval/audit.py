@@ -639,7 +639,7 @@ def audit_command(
             train=train, out=out, perturb=perturb, task_args=parse_cli_args(task_arg),  # type: ignore[arg-type]
             limit=limit, epochs=epochs, judge=judge, judge_args=parse_cli_args(judge_arg),
             subject_args=parse_cli_args(model_arg), device=_auto_device(device),
-            display="rich" if console.is_terminal else "none", progress=console.log,
+            display="rich" if console.is_terminal else "none", progress=console.print,
         )
     except (AuditError, BenignDataError, ValueError) as ex:
         console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
