@@ -33,8 +33,8 @@ class ReadableConsole(Console):
         if len(objects) == 1 and isinstance(objects[0], Table) and not kwargs:
             self._print_table(objects[0])
             return
-        if not self.is_terminal:
-            kwargs.setdefault("soft_wrap", True)
+        if not self.is_terminal and all(isinstance(o, str) for o in objects):
+            kwargs.setdefault("soft_wrap", True)  # plain lines only: a panel's text must still wrap inside it
         super().print(*objects, **kwargs)
 
     def _print_table(self, table: Table) -> None:
