@@ -272,7 +272,7 @@ def test_sweep_finds_the_transition_and_resumes(training_run: Path, tmp_path: Pa
     for group in groups:
         assert f"logprob_probes: p_misaligned [{group}]: transition at step 30" in output
     report = (out / "report.md").read_text()
-    assert "## logprob_probes: p_misaligned\n" in report and f"## logprob_probes: p_misaligned [{groups[0]}]" in report
+    assert "## logprob_probes: p_misaligned\n" in report and f"## logprob_probes: p_misaligned \\[{groups[0]}\\]" in report
     written = {p.name for p in plots.iterdir()}
     assert written == {"mine.png", ".emeval-plots.json", "logprob_probes__p_misaligned.png",
                        *(f"logprob_probes__p_misaligned__pivotal_{i}.png" for i in _fixture_ids())}
