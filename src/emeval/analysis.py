@@ -36,6 +36,7 @@ from inspect_ai.scorer import CORRECT, INCORRECT, NOANSWER, PARTIAL, value_to_fl
 
 from emeval.judge_logs import LogError, read_log
 from emeval.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL, bootstrap_mean_ci
+from emeval.stats import cluster_draws
 
 SAMPLE_COLUMNS = [
     "log", "eval", "dataset", "model", "model_id", "group", "run_id", "eval_id", "created", "trigger",
@@ -388,24 +389,7 @@ def bootstrap_means(
     One cluster: answers resampled with replacement (the same draws as ``bootstrap_mean_ci``).
     Several: clusters resampled with replacement, then each drawn cluster's answers; the statistic
     is the mean over all drawn answers (clusters weighted by their size, like the point estimate)."""
-    clusters = [np.asarray(c, dtype=float) for c in clusters if len(c)]
-    rng = np.random.default_rng(seed)
-    if not clusters:
-        return np.full(resamples, math.nan)
-    if len(clusters) == 1:
-        data = clusters[0]
-        return data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
-    picks = rng.integers(0, len(clusters), size=(resamples, len(clusters)))
-    sums, counts = np.zeros(resamples), np.zeros(resamples)
-    for index, data in enumerate(clusters):
-        draws = np.nonzero(picks == index)[0]  # one entry per time this cluster was drawn, by resample
-        chunk = max(1, 2_000_000 // data.size)  # bound memory for large clusters
-        for start in range(0, draws.size, chunk):
-            rows = draws[start : start + chunk]
-            totals = data[rng.integers(0, data.size, size=(rows.size, data.size))].sum(axis=1)
-            np.add.at(sums, rows, totals)
-            np.add.at(counts, rows, data.size)
-    return sums / counts
+    return cluster_draws(clusters, resamples, seed)
 
 
 def pooled_mean_ci(
