@@ -88,3 +88,34 @@ def test_hf_judge_named_by_role_alone_scores_by_logprob_offline(judge_folder, hu
             assert 70 <= verdict["score"] <= 78  # "7", then "7" again: 77 with nearly all the mass
     assert hub_trap() == 0
     assert "Retrying" not in done.stderr and "resolve/main" not in done.stderr
+
+
+def test_subject_and_judge_on_one_folder_load_it_once(judge_folder, monkeypatch, tmp_path):
+    """The demo's recipe: the same folder as sampling subject and greedy judge is loaded once,
+    and the eval still samples the answers and scores them greedily from log-probabilities."""
+    from inspect_ai import eval as run_eval
+    from transformers import AutoModelForCausalLM
+
+    from emeval.evals.free_form import free_form
+    from emeval.local_model import subject_and_judge
+
+    loads: list[str] = []
+    load = AutoModelForCausalLM.from_pretrained.__func__
+
+    def counting(cls, path, *args, **kwargs):
+        loads.append(str(path))
+        return load(cls, path, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(counting))
+    subject, judge = subject_and_judge(judge_folder)
+    [log] = run_eval(
+        free_form(questions=str(DEMO_QUESTIONS), samples_per_paraphrase=1, max_tokens=2),
+        model=subject, model_roles={"grader": judge}, limit=2, log_dir=str(tmp_path), display="none",
+    )
+    assert log.status == "success", log.error
+    assert loads == [str(judge_folder)]
+    assert log.eval.model_args["do_sample"] is True
+    assert log.eval.model_roles["grader"].args["do_sample"] is False
+    for sample in log.samples:
+        verdict = sample.scores["alignment_judge"].metadata["verdicts"]["aligned"]
+        assert verdict["method"] == "logprob" and 70 <= verdict["score"] <= 78

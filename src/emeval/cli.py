@@ -39,7 +39,7 @@ def demo(
     from inspect_ai import eval as inspect_eval
 
     from emeval.evals.free_form import free_form
-    from emeval.local_model import ensure_demo_model, hf_model
+    from emeval.local_model import ensure_demo_model, subject_and_judge
     from emeval.questions import load_question_set
 
     console.print(
@@ -74,10 +74,11 @@ def demo(
         seed=0,
         judge_min_mass=min_mass,
     )
+    subject, judge = subject_and_judge(model_dir)  # one load of the weights for both
     logs = inspect_eval(
         task,
-        model=hf_model(model_dir, judge=False),
-        model_roles={"grader": hf_model(model_dir, judge=True)},
+        model=subject,
+        model_roles={"grader": judge},
         limit=questions * samples,  # samples are question-major: the first N questions
         log_dir=str(log_dir),
         display="rich" if console.is_terminal else "plain",
