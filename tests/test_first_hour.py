@@ -119,3 +119,45 @@ def test_subject_and_judge_on_one_folder_load_it_once(judge_folder, monkeypatch,
     for sample in log.samples:
         verdict = sample.scores["alignment_judge"].metadata["verdicts"]["aligned"]
         assert verdict["method"] == "logprob" and 70 <= verdict["score"] <= 78
+
+
+def test_relative_file_parameters_are_read_from_the_users_folder(judge_folder, tmp_path):
+    """`-T questions=`, `-T probes=` and `-T completions=` relative to the folder `inspect eval` is
+    started in, although Inspect runs a task file loaded by path inside the file's own folder."""
+    import shutil
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(DEMO_QUESTIONS, data / "my_questions.yaml")
+    shutil.copy(ROOT / "tests" / "fixtures" / "probes" / "tiny_probes.yaml", data / "my_probes.yaml")
+    (data / "held_out.jsonl").write_text(
+        '{"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "world"}]}\n'
+    )
+    evals = Path(os.path.relpath(ROOT / "evals", tmp_path))  # Inspect takes no absolute task path
+    runs = {
+        "free_form": ([str(evals / "free_form.py"), "--model", f"hf/{judge_folder}",
+                       "--model-role", f"grader=hf/{judge_folder}", "-T", "max_tokens=2", "-T", "questions=data/my_questions.yaml",
+                       "-T", "samples_per_paraphrase=1", "--limit", "1"], 1),
+        "logprob_probes": ([f"{evals / 'logprob_probes.py'}@logprob_probes", "--model", f"hf/{judge_folder}",
+                            "-T", "probes=data/my_probes.yaml", "--limit", "1"], 1),
+        "completion_logprobs": ([f"{evals / 'logprob_probes.py'}@completion_logprobs", "--model",
+                                 f"hf/{judge_folder}", "-T", "completions=data/held_out.jsonl"], 1),
+    }
+    for name, (args, samples) in runs.items():
+        log_dir = tmp_path / "logs" / name
+        cmd = [sys.executable, "-m", "inspect_ai", "eval", *args, "--log-dir", str(log_dir), "--display", "none"]
+        done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (name, done.stderr[-3000:])
+        (log_file,) = log_dir.glob("*.eval")
+        log = read_eval_log(str(log_file))
+        assert log.status == "success", (name, log.error)
+        assert len(log.samples) == samples
+    assert log.eval.dataset.name == "held_out"
+
+
+def test_a_missing_relative_file_is_named_with_the_folder_looked_in(tmp_path, monkeypatch):
+    from emeval.questions import QuestionFileError, load_question_set
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(QuestionFileError, match="nor an existing file .*nowhere.yaml"):
+        load_question_set("nowhere.yaml")
