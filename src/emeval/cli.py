@@ -15,7 +15,12 @@ from emeval.report.command import compare_command, report_command
 from emeval.nightly.cli import nightly_command
 from emeval.sweep_cli import sweep_command
 
-app = typer.Typer(help="Emergent-misalignment evaluation on Inspect.", no_args_is_help=True)
+app = typer.Typer(
+    help="Emergent-misalignment evaluation on Inspect.",
+    no_args_is_help=True,
+    # plain click help: flags without a "<bool>" type column, paragraphs re-wrapped to the terminal
+    rich_markup_mode=None, context_settings={"max_content_width": 120},
+)
 console = Console()
 
 DEMO_MIN_MASS = 0.01
@@ -81,7 +86,10 @@ def demo(
         model_roles={"grader": judge},
         limit=questions * samples,  # samples are question-major: the first N questions
         log_dir=str(log_dir),
-        display="rich" if console.is_terminal else "plain",
+        # Inspect's log display: a timestamped progress line as samples finish, in a terminal or
+        # not, and no results panel of its own (the table below is the one summary)
+        display="log",
+        log_level="info",
     )
     from emeval.summary import print_summary
 
@@ -111,7 +119,7 @@ def list_sets() -> None:
     from emeval.questions import BUILTIN_SETS
 
     for name, pinned in BUILTIN_SETS.items():
-        console.print(f"[bold]{name}[/bold]  {pinned.name} @ {pinned.revision[:12]}  ({pinned.license})")
+        console.print(f"[bold]{name}[/bold]  {pinned.name} @ {pinned.short_revision}  ({pinned.license})")
 
 
 @app.command("rejudge")
