@@ -276,7 +276,8 @@ def register_loaded_models() -> None:
     for bound in model_roles().values():
         models.extend(bound if isinstance(bound, list) else [bound])
     for model in models:
-        if model is not None and in_process(model):
+        weights = getattr(model.api, "model", None) if model is not None and in_process(model) else None
+        if weights is not None:  # None: a model an earlier eval closed (still the ambient model)
             name = str(model)
-            context = context_length(model.api.model.config.to_dict())  # type: ignore[attr-defined]
+            context = context_length(weights.config.to_dict())
             set_model_info(name, ModelInfo(model=name.split("/", 1)[1], context_length=context))
