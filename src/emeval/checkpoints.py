@@ -277,7 +277,8 @@ def register_loaded_models() -> None:
         models.extend(bound if isinstance(bound, list) else [bound])
     for model in models:
         weights = getattr(model.api, "model", None) if model is not None and in_process(model) else None
-        if weights is not None:  # None: a model an earlier eval closed (still the ambient model)
+        config = getattr(weights, "config", None)  # None where the provider loads its weights later
+        if config is not None:
             name = str(model)
-            context = context_length(weights.config.to_dict())
+            context = context_length(config.to_dict())
             set_model_info(name, ModelInfo(model=name.split("/", 1)[1], context_length=context))
