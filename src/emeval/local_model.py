@@ -121,6 +121,18 @@ def hf_model(path: str | Path, *, judge: bool, **extra: Any) -> Model:
     return get_model(DEMO_MODEL_NAME, **hf_model_args(path, judge=judge, **extra))
 
 
+def subject_and_judge(path: str | Path, **extra: Any) -> tuple[Model, Model]:
+    """One local folder as both the sampling subject and the greedy judge, loaded once.
+
+    The judge is a greedy view on the subject's weights (:func:`emeval.checkpoints.greedy`):
+    loading the folder a second time for the judge doubled the demo's memory.
+    """
+    from emeval.checkpoints import greedy
+
+    subject = hf_model(path, judge=False, **extra)
+    return subject, greedy(subject)
+
+
 def _register_model_info() -> None:
     """Tell Inspect the demo model's context window, so it never looks the model up online.
 

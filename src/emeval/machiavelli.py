@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from emeval.data import cache_dir
+from emeval.task_args import user_path
 
 DATA_DIR_ENV = "EMEVAL_MACHIAVELLI_DIR"
 SCENE_GRAPH_DIR = "scene_graphs"
@@ -141,7 +142,7 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     raw = data_dir if data_dir not in (None, "") else os.environ.get(DATA_DIR_ENV)
     if not raw:
         raise MachiavelliDataError(f"No MACHIAVELLI data given ({DATA_DIR_ENV} is unset and no -T data_dir=).\n{HOW_TO_GET_DATA}")
-    path = Path(raw).expanduser()
+    path = user_path(raw)
     if (path / "game_data" / METADATA_FILE).is_file():
         path = path / "game_data"  # a clone of the upstream repo
     if not (path / METADATA_FILE).is_file():

@@ -54,6 +54,7 @@ from emeval.judge import TOP_LOGPROBS, check_logprobs, evidence, token_text
 from emeval.likelihood import LikelihoodUnavailable, block_logprobs, in_process
 from emeval.metrics import group_by, score_values, with_ci
 from emeval.questions import apply_trigger
+from emeval.task_args import user_path
 from emeval.user_files import (
     SafeId,
     UserFileError,
@@ -175,9 +176,9 @@ class ProbeFile(BaseModel):
 def resolve_probe_file(spec: str) -> tuple[Path, PinnedFile | None]:
     if spec == "upstream":
         return fetch(UPSTREAM_PROBES), UPSTREAM_PROBES
-    path = Path(spec).expanduser()
+    path = user_path(spec)
     if not path.is_file():
-        raise ProbeFileError(f"probes={spec!r} is neither 'upstream' nor an existing file")
+        raise ProbeFileError(f"probes={spec!r} is neither 'upstream' nor an existing file ({path})")
     return path, None
 
 

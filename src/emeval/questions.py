@@ -17,7 +17,7 @@ from inspect_ai.model import ChatMessage, ChatMessageSystem, ChatMessageUser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from emeval.data import FILES, PinnedFile, fetch
-from emeval.task_args import as_choice, as_count
+from emeval.task_args import as_choice, as_count, user_path
 from emeval.user_files import (
     SafeId,
     UserFileError,
@@ -123,11 +123,11 @@ def resolve_question_file(spec: str) -> tuple[str, Path, PinnedFile | None]:
     if spec in BUILTIN_SETS:
         pinned = BUILTIN_SETS[spec]
         return spec, fetch(pinned), pinned
-    path = Path(spec).expanduser()
+    path = user_path(spec)
     if not path.is_file():
         raise QuestionFileError(
             f"questions={spec!r} is neither a built-in set ({', '.join(BUILTIN_SETS)}) "
-            f"nor an existing file."
+            f"nor an existing file ({path})."
         )
     return path.stem, path, None
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
+
+from emeval import LAUNCH_DIR
 
 
 def as_optional_text(name: str, value: Any) -> str | None:
@@ -63,3 +67,19 @@ def as_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"-T {name}={value!r}: expected one of {', '.join(choices)}")
     return value
+
+
+def user_path(value: str | os.PathLike[str]) -> Path:
+    """A path a user gave (a ``-T`` file parameter, an ``emeval`` option or its config), with a
+    relative path read from the folder the command started in.
+
+    Why: Inspect runs a task file loaded by path (``inspect eval evals/free_form.py``) in the
+    file's folder, so ``Path(value)`` would look for ``-T questions=my.yaml`` in ``evals/``. A
+    relative path that exists only from the current folder (a program that changed folder itself
+    after importing emeval) is read from there.
+    """
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return path
+    launched, here = LAUNCH_DIR / path, Path.cwd() / path
+    return here if here.exists() and not launched.exists() else launched
