@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from emeval.likelihood import block_logprobs
 from emeval.metrics import group_by, score_values, with_ci
+from emeval.task_args import as_user_path
 
 RESULT_KEY = "completion_logprob"
 
@@ -54,7 +55,7 @@ class CompletionRecord(BaseModel):
 
 def completion_dataset(path: str | Path) -> tuple[MemoryDataset, dict[str, Any]]:
     """One sample per JSONL line; errors name the file and line."""
-    path = Path(path).expanduser()
+    path = as_user_path(path)
     if not path.is_file():
         raise CompletionFileError(f"completions={str(path)!r}: no such file")
     raw = path.read_bytes()

@@ -55,6 +55,7 @@ from emeval.judge import TOP_LOGPROBS, token_text
 from emeval.likelihood import LikelihoodUnavailable, block_logprobs, in_process
 from emeval.metrics import group_by, score_values, with_ci
 from emeval.questions import apply_trigger
+from emeval.task_args import as_user_path
 
 Method = Literal["auto", "likelihood", "next_token"]
 ChoiceOrder = Literal["all", "file", "shuffle"]
@@ -145,7 +146,7 @@ class ProbeFile(BaseModel):
 def resolve_probe_file(spec: str) -> tuple[Path, PinnedFile | None]:
     if spec == "upstream":
         return fetch(UPSTREAM_PROBES), UPSTREAM_PROBES
-    path = Path(spec).expanduser()
+    path = as_user_path(spec)
     if not path.is_file():
         raise ProbeFileError(f"probes={spec!r} is neither 'upstream' nor an existing file")
     return path, None

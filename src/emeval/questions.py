@@ -18,7 +18,7 @@ from inspect_ai.model import ChatMessage, ChatMessageSystem, ChatMessageUser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from emeval.data import FILES, PinnedFile, fetch
-from emeval.task_args import as_choice, as_count
+from emeval.task_args import as_choice, as_count, as_user_path
 
 Variant = Literal["main", "json", "template"]
 VARIANTS: tuple[str, ...] = ("main", "json", "template", "all")
@@ -106,7 +106,7 @@ def resolve_question_file(spec: str) -> tuple[str, Path, PinnedFile | None]:
     if spec in BUILTIN_SETS:
         pinned = BUILTIN_SETS[spec]
         return spec, fetch(pinned), pinned
-    path = Path(spec).expanduser()
+    path = as_user_path(spec)
     if not path.is_file():
         raise QuestionFileError(
             f"questions={spec!r} is neither a built-in set ({', '.join(BUILTIN_SETS)}) "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 
@@ -63,3 +65,17 @@ def as_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"-T {name}={value!r}: expected one of {', '.join(choices)}")
     return value
+
+
+def as_user_path(spec: str | Path) -> Path:
+    """A file named in ``-T``, relative to where the user ran the command.
+
+    Inspect creates a task with the working directory set to the task file's folder (``evals/``), so
+    a relative ``-T questions=my.yaml`` typed in the repo root would be looked up in ``evals/``. A
+    relative path that is not there is taken from the shell's directory (``$PWD``) instead.
+    """
+    path = Path(spec).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    invoked = Path(os.environ.get("PWD", "")) / path
+    return invoked if os.environ.get("PWD") and invoked.exists() else path
