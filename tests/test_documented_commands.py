@@ -441,7 +441,8 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
         Run(inspect_eval(4, FREE_FORM, check_answer_format), appended(LIMIT)),
     "inspect eval evals/truthfulqa.py --model hf/local -M model_path=<ckpt> -T mode=mc":
         Run(inspect_eval(3, ["mc1", "mc2"]), appended("--limit 3")),
-    "inspect eval evals/strong_reject.py -T subset=small": Run(inspect_eval(4, ["score", "refused"]), appended(LIMIT)),
+    "inspect eval evals/strong_reject.py -T subset=small":
+        Run(inspect_eval(4, ["score", "refusal_rate", "n_judged"]), appended(LIMIT)),
     "inspect eval evals/deception.py -T questions=factual":
         Run(inspect_eval(4, ["TRUE_rate", "FALSE_rate", "UNKNOWN_rate", "n_answers"]), appended(LIMIT)),
     "inspect eval evals/logprob_probes.py@logprob_probes --model hf/<ckpt>": Run(inspect_eval(4, PROBES), appended(LIMIT)),
