@@ -193,7 +193,7 @@ def click_context(group, prog: str, argv: list[str], *, mention: bool = False):
     command, path = group, [prog]
     while hasattr(command, "commands") and argv and argv[0] in command.commands:
         command, path, argv = command.commands[argv[0]], [*path, argv[0]], argv[1:]
-    if command is group:
+    if command is group and not (mention and not argv):  # a bare `emeval` in prose names the program
         raise AssertionError(f"{prog}: no subcommand in {argv!r}")
     if mention:
         options = {name for param in command.params for name in getattr(param, "opts", [])}

@@ -449,8 +449,12 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     "inspect eval evals/machiavelli.py -T games=test":
         Offline("user-supplied game data (the authors' Google Drive archive) for the 30 test games; "
                 "tests/test_machiavelli.py plays the synthetic fixture games"),
+    "emeval": Mention(),
     "emeval report": Mention(),
     "emeval compare": Mention(),
+    "emeval compare --csv": Mention(),
+    "python bench/changepoint_calibration.py --curves 2000":
+        Offline("a calibration benchmark (minutes); timings belong in bench/, not in tests"),
     "emeval nightly": Mention(),
     "emeval sweep": Mention(),
     "emeval audit": Mention(),
