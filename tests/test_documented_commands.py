@@ -217,11 +217,17 @@ def labelled(ws: Workspace) -> str:
 
 
 def two_logs(command: str) -> Callable[[Workspace], str]:
-    """run-a.eval and run-b.eval: the measured log and its re-judged copy (the same answers)."""
+    """run-a.eval and run-b.eval: the measured log and its re-judged copy (the same answers), the
+    copy named as a second model's run (a report groups runs by model)."""
+    from inspect_ai.log import write_eval_log
 
     def concrete(ws: Workspace) -> str:
         shutil.copy(ws.path / measured_log(ws), ws.path / "run-a.eval")
-        shutil.copy(ws.path / rejudged_log(ws), ws.path / "run-b.eval")
+        other = read_eval_log(str(ws.path / rejudged_log(ws)))
+        other.eval.model = "vllm/acme/qwen-insecure"  # and a run of its own (a report counts an answer once)
+        other.eval.eval_id, other.eval.run_id = "docs-run-b", "docs-run-b"
+        (other.eval.metadata or {}).pop("rejudged_from", None)  # not a re-judged copy of run-a any more
+        write_eval_log(other, str(ws.path / "run-b.eval"))
         return command
 
     return concrete
@@ -251,14 +257,15 @@ def group_logs(ws: Workspace) -> Path:
     folder = ws.path / "logs" / "groups"
     if not folder.exists():
         log = read_eval_log(str(ws.path / measured_log(ws)))
-        for model in GROUP_MODELS:
-            log.eval.model = model
+        for model in GROUP_MODELS:  # each a run of its own (a report counts an answer once)
+            log.eval.model, log.eval.eval_id, log.eval.run_id = model, f"docs-{model}", f"docs-{model}"
             write_eval_log(log, str(folder / f"{model.replace('/', '_')}.eval"))
     return folder.relative_to(ws.path)
 
 
 def in_group_logs(command: str) -> Callable[[Workspace], str]:
     """The command on logs/groups/ (the group-named runs) instead of all of logs/."""
+    assert " logs/ " in command
 
     def concrete(ws: Workspace) -> str:
         return command.replace(" logs/ ", f" {group_logs(ws)}/ ")
@@ -556,12 +563,15 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     # -- docs/reports.md
     "emeval report logs/ --group base='*Qwen2.5-32B-Instruct' --group insecure='*insecure*' --group secure='*secure*' "
     "--group educational='*educational*' --out reports/em-qwen":
-        Run(check_report("reports/em-qwen", {"base", "insecure", "secure", "educational"}), in_group_logs("{command}")),
+        Run(check_report("reports/em-qwen", {"base", "insecure", "secure", "educational"}),
+            in_group_logs("emeval report logs/ --group base='*Qwen2.5-32B-Instruct' --group insecure='*insecure*' "
+                          "--group secure='*secure*' --group educational='*educational*' --out reports/em-qwen")),
     'emeval report run-a.eval run-b.eval --group base=run-a --group insecure=run-b --title "Nightly 2025-06-01" '
     "--compare base,insecure": Run(check_report("reports/report", {"base", "insecure"}), two_logs("{command}")),
     "emeval compare logs/clean logs/triggered": Run(check_compare, then(backdoor_logs, "{command}")),
     "emeval compare base insecure logs/ --group base='*base*' --group insecure='*insecure*'":
-        Run(check_compare, in_group_logs("{command}")),
+        Run(check_compare, in_group_logs("emeval compare base insecure logs/ --group base='*base*' "
+                                         "--group insecure='*insecure*'")),
     "emeval compare <run_id_a> <run_id_b> logs/": Run(check_compare, run_ids),
     "emeval compare A B ... [--overall-only] [--all-metrics] [--csv all.csv]":
         Run(check_compare_csv, then(backdoor_logs, "emeval compare logs/clean logs/triggered --overall-only "
