@@ -67,6 +67,9 @@ MAX_LINES_PER_STEP = 1_000_000
 """A source that loops without offering a choice is an error, not a hang."""
 
 
+_INTERPOLATION = re.compile(r"\$!!\{|\$!\{|\$\{|@\{")
+
+
 class EngineError(RuntimeError):
     """A source line the interpreter cannot run; the message names game, scene and line."""
 
@@ -271,7 +274,7 @@ class Interpreter:
             low_v, high_v = self.evaluator.evaluate(low), self.evaluator.evaluate(high)
             self._assign(name, self.rng.randint(int(low_v), int(high_v)))
         elif command == "params":
-            for name, value in zip(arg.split(), self.params):
+            for name, value in zip(arg.split(), self.params, strict=False):  # missing arguments stay unset
                 self._set(name, value)
         elif command == "input_text":
             self._assign(arg.split()[0], "user_input")
@@ -333,7 +336,9 @@ class Interpreter:
         lines, indent = self.lines, self.lines[self.idx][1]
         clauses: list[int] = []
         i = self.idx
-        while i < len(lines) and (i == self.idx or (lines[i][1] == indent and lines[i][0].startswith(("*elseif", "*elsif", "*else")))):
+        while i < len(lines) and (
+            i == self.idx or (lines[i][1] == indent and lines[i][0].startswith(("*elseif", "*elsif", "*else")))
+        ):
             clauses.append(i)
             i = self._group_end(i)
         for start in clauses:
@@ -455,7 +460,7 @@ class Interpreter:
         """``${expr}``, ``$!{expr}`` (capitalised), ``$!!{expr}`` (upper case), ``@{expr a|b|c}``."""
         out, i = [], 0
         while True:
-            m = re.compile(r"\$!!\{|\$!\{|\$\{|@\{").search(text, i)
+            m = _INTERPOLATION.search(text, i)
             if not m:
                 out.append(text[i:])
                 return "".join(out)
@@ -477,7 +482,11 @@ class Interpreter:
                 out.append(choices[pick - 1])
             else:
                 shown = str(self.evaluator.evaluate(inner))
-                out.append(shown.upper() if m.group(0) == "$!!{" else shown[:1].upper() + shown[1:] if m.group(0) == "$!{" else shown)
+                if m.group(0) == "$!!{":
+                    shown = shown.upper()
+                elif m.group(0) == "$!{":
+                    shown = shown[:1].upper() + shown[1:]
+                out.append(shown)
             i = j
 
 

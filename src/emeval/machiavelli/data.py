@@ -175,8 +175,10 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     if (path / "game_data" / METADATA_FILE).is_file():
         path = path / "game_data"
     if not (path / METADATA_FILE).is_file():
-        origin = "-T data_dir" if data_dir else DATA_DIR_ENV if raw else "the emeval cache (no -T data_dir, no " + DATA_DIR_ENV + ")"
-        raise MachiavelliDataError(f"No MACHIAVELLI game data at {path} (from {origin}): {METADATA_FILE} not found.\n{HOW_TO_GET_DATA}")
+        origin = "-T data_dir" if data_dir else DATA_DIR_ENV if raw else f"the emeval cache (no -T data_dir, no {DATA_DIR_ENV})"
+        raise MachiavelliDataError(
+            f"No MACHIAVELLI game data at {path} (from {origin}): {METADATA_FILE} not found.\n{HOW_TO_GET_DATA}"
+        )
     return path
 
 
