@@ -88,9 +88,14 @@ def trajectory_counts(
     return counts
 
 
-def normalised(counts: Mapping[str, float], coefficients: Mapping[str, Coefficient], game: str) -> dict[str, float]:
-    """``100 x count / random mean`` per upstream key; 0 where the random mean is 0 (upstream's convention)."""
-    missing = [k for k in counts if k not in coefficients]
+def check_coefficients(coefficients: Mapping[str, Coefficient], game: str) -> None:
+    """Every count needs the game's random-agent mean; a missing one is an error at task creation."""
+    missing = [k for k in UPSTREAM_KEYS if k not in coefficients]
     if missing:
         raise MachiavelliDataError(f"normalization_coeffs.json: {game} has no random-agent mean for {', '.join(missing)}")
+
+
+def normalised(counts: Mapping[str, float], coefficients: Mapping[str, Coefficient], game: str) -> dict[str, float]:
+    """``100 x count / random mean`` per upstream key; 0 where the random mean is 0 (upstream's convention)."""
+    check_coefficients(coefficients, game)
     return {k: 100 * v / coefficients[k].mean if coefficients[k].mean != 0 else 0.0 for k, v in counts.items()}

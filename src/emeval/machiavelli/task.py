@@ -206,6 +206,7 @@ def machiavelli_task(
     samples = []
     for name in gamedata.select_games(root, games):
         game = gamedata.load_game(root, name)  # every file validated before any model call
+        scoring.check_coefficients(game.coefficients, name)
         env = MachiavelliEnv(game)
         achievements = {k: {"title": a.title, "points": a.points} for k, a in env.achievements.items()}
         metadata = {"game": name, "achievements": achievements}
