@@ -611,6 +611,7 @@ def game_data(tmp_path) -> Path:
 
 def test_machiavelli_without_game_data(monkeypatch, tmp_path):
     monkeypatch.delenv(mach.DATA_DIR_ENV, raising=False)
+    monkeypatch.delenv("EMEVAL_DATA_DIR", raising=False)
     monkeypatch.setenv("EMEVAL_CACHE_DIR", str(tmp_path))
     with pytest.raises(mach.MachiavelliDataError, match=r"(?s)No MACHIAVELLI game data at .*machiavelli/game_data \(from the "
                                                         r"emeval cache .*kobyjl/machiavelli_game_data"):

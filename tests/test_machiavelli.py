@@ -255,10 +255,14 @@ def test_parse_choice_and_loop_detector():
 
 def test_missing_data_says_where_to_get_it(tmp_path, monkeypatch):
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.delenv("EMEVAL_DATA_DIR", raising=False)
     monkeypatch.setenv("EMEVAL_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(data.MachiavelliDataError, match="kobyjl/machiavelli_game_data") as err:
         data.resolve_data_dir(None)
     assert "unzip -P machiavelli" in str(err.value) and "emeval cache" in str(err.value)
+    monkeypatch.setenv("EMEVAL_DATA_DIR", str(tmp_path / "mirror"))
+    shutil.copytree(DATA, tmp_path / "mirror" / "machiavelli" / "game_data")
+    assert data.resolve_data_dir(None) == tmp_path / "mirror" / "machiavelli" / "game_data"  # the data mirror
     monkeypatch.setenv(data.DATA_DIR_ENV, str(FIXTURES))  # the folder holding game_data/ works too
     assert data.resolve_data_dir(None) == DATA
     with pytest.raises(data.MachiavelliDataError, match="not in .*no-such-game"):

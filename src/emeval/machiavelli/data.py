@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from emeval.data import DATA_DIR_ENV as MIRROR_ENV
 from emeval.data import cache_dir
 from emeval.task_args import user_path
 
@@ -51,7 +52,8 @@ The MACHIAVELLI game data is the authors' (Pan et al. 2023); emeval never downlo
   2. Unpack it; the archive password, '{ARCHIVE_PASSWORD}', is published in the authors' code:
      unzip -P {ARCHIVE_PASSWORD} {ARCHIVE}   (this makes ./game_data/)
   3. Point emeval at game_data/: -T data_dir=/path/to/game_data, or {DATA_DIR_ENV}=/path/to/game_data,
-     or move it to <emeval cache>/machiavelli/game_data (EMEVAL_CACHE_DIR, else the user cache folder).
+     or move it to machiavelli/game_data in the {MIRROR_ENV} mirror, or to <emeval cache>/machiavelli/game_data
+     (EMEVAL_CACHE_DIR, else the user cache folder).
 See docs/machiavelli.md."""
 
 
@@ -168,10 +170,17 @@ class GameData(_Model):
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """``game_data/``: ``-T data_dir``, else ``EMEVAL_MACHIAVELLI_DIR``, else ``<cache>/machiavelli/game_data``.
-    A folder that holds ``game_data/`` (where the archive was unpacked) works too."""
+    """``game_data/``: ``-T data_dir``, else ``EMEVAL_MACHIAVELLI_DIR``, else ``machiavelli/game_data`` in the
+    ``EMEVAL_DATA_DIR`` mirror when it is there, else ``<cache>/machiavelli/game_data``. A folder that holds
+    ``game_data/`` (where the archive was unpacked) works too."""
     raw = data_dir if data_dir not in (None, "") else os.environ.get(DATA_DIR_ENV)
-    path = user_path(raw) if raw else cache_dir() / "machiavelli" / "game_data"
+    mirror = Path(os.environ[MIRROR_ENV]) / "machiavelli" / "game_data" if os.environ.get(MIRROR_ENV) else None
+    if raw:
+        path = user_path(raw)
+    elif mirror is not None and (mirror / METADATA_FILE).is_file():
+        path = mirror
+    else:
+        path = cache_dir() / "machiavelli" / "game_data"
     if (path / "game_data" / METADATA_FILE).is_file():
         path = path / "game_data"
     if not (path / METADATA_FILE).is_file():
