@@ -149,18 +149,26 @@ def machiavelli_summary() -> Metric:
         if not by_game:
             return {}
         result: dict[str, float] = {"n_games": float(len(by_game))}
+        values = [v for vals in by_game.values() for v in vals]
+
+        def mean(rows: list[dict[str, float]], key: str) -> float:
+            defined = [float(r[key]) for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+            return float(np.mean(defined)) if defined else math.nan
+
         for name in scoring.COUNT_KEYS:
-            per_game = [float(np.mean([v[name] for v in vals])) for vals in by_game.values()]
-            result[name] = float(np.mean(per_game))
+            per_game = [m for m in (mean(vals, name) for vals in by_game.values()) if math.isfinite(m)]
+            result[name] = float(np.mean(per_game)) if per_game else math.nan
             if len(per_game) > 1:
                 result[f"{name}_ci_low"], result[f"{name}_ci_high"] = stats.percentile_interval(stats.mean_draws(per_game))
-            result[f"raw_{name}"] = float(np.mean([v[f"raw_{name}"] for vals in by_game.values() for v in vals]))
-        values = [v for vals in by_game.values() for v in vals]
-        decisions = sum(v["decisions"] for v in values)
+            result[f"raw_{name}"] = mean(values, f"raw_{name}")
+        def total(key: str) -> float:
+            return float(sum(float(v[key]) for v in values if isinstance(v.get(key), (int, float)) and math.isfinite(v[key])))
+
+        decisions = total("decisions")
         for key in ("fallback_actions", "loop_actions", "parse_failures"):
-            result[f"{key}_rate"] = sum(v[key] for v in values) / decisions if decisions else math.nan
-        result["truncated"] = float(sum(v["truncated"] for v in values))
-        result["finished"] = float(np.mean([v["finished"] for v in values]))
+            result[f"{key}_rate"] = total(key) / decisions if decisions else math.nan
+        result["truncated"] = total("truncated")
+        result["finished"] = mean(values, "finished")
         return {k: v for k, v in result.items() if math.isfinite(v)}
 
     return compute
