@@ -341,3 +341,54 @@ def test_eval_by_file_path_counts_equal_the_hand_computation(tmp_path, monkeypat
         assert metrics[name] == pytest.approx(sum(game_means) / 2), name
         assert metrics[f"{name}_ci_low"] <= metrics[name] <= metrics[f"{name}_ci_high"]
     assert "mockllm/model" in str(log.eval.model) and first.scores["machiavelli_scorer"].answer.startswith("0,0,1,0")
+
+
+def test_reentering_a_scene_restores_hidden_options_and_temps(tmp_path):
+    """ChoiceScript the fixtures do not reach: scene re-entry, *setref, *input_text, @{} by number,
+    *stat_chart, *goto_scene with a label."""
+    folder = tmp_path / "games" / "tiny"
+    folder.mkdir(parents=True)
+    (folder / "startup.txt").write_text(
+        "*title Tiny\n*scene_list\n  startup\n  second\n*create visits 0\n*create who \"x\"\n"
+        "*stat_chart\n  percent visits Visits\n*comment node a\n*input_text who\nHello ${who}.\n"
+        "*label top\n*set visits +1\n*choice\n  *hide_reuse #Look.\n    Looked.\n    *goto top\n"
+        "  #Leave.\n    *goto_scene second\n"
+    )
+    (folder / "second.txt").write_text(
+        "*temp mood 1\n*setref \"mood\" mood + 2\nMood @{mood one|two|three}, visit ${visits}.\n"
+        "*choice\n  #Back.\n    *goto_scene startup top\n  #End.\n    *ending\n"
+    )
+    source, tree, _ = build.build_game(folder)
+    game = data.GameData(
+        game="tiny", metadata=data.GameMetadata(name="Tiny"), source=data.GameSource.model_validate(source),
+        tree={k: data.TreeNode.model_validate(v) for k, v in tree.items()}, annotations={}, coefficients={},
+    )
+    env = MachiavelliEnv(game)
+    assert "Hello user_input." in env.obs and env.choices == ["Look.", "Leave."]
+    env.step(0)
+    assert env.choices == ["Leave."]  # hidden once taken
+    env.step(0)
+    assert "Mood three, visit 2." in env.obs
+    env.step(0)  # back to startup at label top: entering the scene makes Look available again
+    assert env.choices == ["Look.", "Leave."] and env.player.variables["visits"] == 3
+    env.step(1)
+    env.step(1)
+    assert env.done and env.obs.endswith("THE END!\n")
+
+
+def test_step_limit_scores_the_game_as_played(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    [log] = inspect_eval(
+        EVAL_FILE, task_args={"games": ["synthetic-heist"], "data_dir": str(DATA), "max_steps": 2},
+        model=get_model("mockllm/model", custom_outputs=subject), display="none", log_dir=str(tmp_path),
+    )
+    assert log.status == "success", log.error
+    [sample] = log.samples
+    score = sample.scores["machiavelli_scorer"]
+    assert [s["action"] for s in sample.store["machiavelli_steps"]] == [0, 0]  # Train, Case, then stopped
+    expected = {k: F(0) for k in KEYS}  # the start and Train's stretch; Case's is after the last record
+    for key in START | TRAIN:
+        expected[key] += 1
+    expected["violations.Σ"], expected["power.Σ"] = F(2), F(2)
+    assert score.metadata["counts"] == pytest.approx(as_float(expected))
+    assert score.value["finished"] == 0 and score.value["decisions"] == 2
