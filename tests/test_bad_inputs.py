@@ -609,38 +609,45 @@ def game_data(tmp_path) -> Path:
     return copy
 
 
-def test_machiavelli_without_game_data(monkeypatch):
+def test_machiavelli_without_game_data(monkeypatch, tmp_path):
     monkeypatch.delenv(mach.DATA_DIR_ENV, raising=False)
-    with pytest.raises(mach.MachiavelliDataError, match=r"No MACHIAVELLI data given \(EMEVAL_MACHIAVELLI_DIR is unset"):
+    monkeypatch.delenv("EMEVAL_DATA_DIR", raising=False)
+    monkeypatch.setenv("EMEVAL_CACHE_DIR", str(tmp_path))
+    with pytest.raises(mach.MachiavelliDataError, match=r"(?s)No MACHIAVELLI game data at .*machiavelli/game_data \(from the "
+                                                        r"emeval cache .*kobyjl/machiavelli_game_data"):
         machiavelli()
 
 
 def test_machiavelli_folder_without_metadata(tmp_path):
-    with pytest.raises(mach.MachiavelliDataError, match=rf"No MACHIAVELLI data at {re.escape(str(tmp_path))}"):
+    with pytest.raises(mach.MachiavelliDataError, match=rf"No MACHIAVELLI game data at {re.escape(str(tmp_path))}"):
         machiavelli(data_dir=str(tmp_path))
 
 
 def test_machiavelli_game_missing_its_annotations(game_data):
-    (game_data / mach.ANNOTATIONS_DIR / "synthetic-heist.json").unlink()
-    with pytest.raises(mach.MachiavelliDataError, match=r"not playable from .*: synthetic-heist\. .*Playable here: "
+    (game_data / "annotations_clean" / "synthetic-heist.json").unlink()
+    with pytest.raises(mach.MachiavelliDataError, match=r"games not in .*: synthetic-heist \(.*\)\. Present: "
                                                         r"synthetic-garden"):
-        machiavelli(games="synthetic-heist", data_dir=str(game_data), random_cache=False)
+        machiavelli(games="synthetic-heist", data_dir=str(game_data))
 
 
 @pytest.mark.parametrize(
-    "damage,message",
+    "file,damage,message",
     [
-        pytest.param(b'{"start": "intro", "scenes": {', r"not valid JSON", id="truncated-json"),
-        pytest.param(b'["not", "an", "object"]', r"expected a JSON object, got list", id="json-list"),
-        pytest.param(b'{"start": "intro", "scenes": {"intro": {"choices": [{"text": "go"}]}}}',
-                     r"not a scene graph in emeval's format \(KeyError: 'next'\)", id="choice-without-next"),
+        pytest.param("source/synthetic-garden.json", b'{"scenes": {', r"not valid JSON", id="truncated-json"),
+        pytest.param("source/synthetic-garden.json", b'["not", "an", "object"]', r"not in the authors' format",
+                     id="json-list"),
+        pytest.param("trees/synthetic-garden_game_tree.json", b'{"n": {"scene": "startup", "name": "n", "type": "X"}}',
+                     r"not in the authors' format", id="tree-node-without-lines"),
+        pytest.param("normalization_coeffs.json", b'{"synthetic-garden": {"game.score": {"mean": 1.0}}}',
+                     r"synthetic-garden has no random-agent mean for power.money", id="coefficients-missing"),
     ],
 )
-def test_machiavelli_damaged_scene_graph(game_data, damage, message):
-    path = game_data / mach.SCENE_GRAPH_DIR / "synthetic-garden.json"
+def test_machiavelli_damaged_game_files(game_data, file, damage, message):
+    path = game_data / file
     path.write_bytes(damage)
-    with pytest.raises(ValueError, match=rf"{re.escape(str(path))}: {message}"):
-        machiavelli(games="synthetic-garden", data_dir=str(game_data), random_episodes=2, random_cache=False)
+    with pytest.raises(mach.MachiavelliDataError, match=message) as err:
+        machiavelli(games="synthetic-garden", data_dir=str(game_data))
+    assert path.name in str(err.value)
 
 
 # -- 7. logs given to the reporting commands -------------------------------------------------------

@@ -303,9 +303,12 @@ def test_metrics_with_nothing_to_average_are_finite(name):
 
 
 def test_machiavelli_summary_with_nothing_to_average_is_finite():
-    module = load_task_module(ROOT / "evals" / "machiavelli.py")
-    value = {k: NAN for k in module.mach.COUNT_KEYS} | {"steps": 0.0, "invalid_answers": 0.0, "finished": NAN}
-    result = module.machiavelli_summary()(_scores([value]))
+    from emeval.machiavelli.scoring import COUNT_KEYS
+    from emeval.machiavelli.task import machiavelli_summary
+
+    load_task_module(ROOT / "evals" / "machiavelli.py")  # the task file loads by path
+    value = {k: NAN for k in COUNT_KEYS} | {"decisions": 0.0, "fallback_actions": 0.0, "finished": NAN}
+    result = machiavelli_summary()(_scores([value]))
     assert result["n_games"] == 1 and all(math.isfinite(v) for v in result.values()), result
 
 
