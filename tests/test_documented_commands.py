@@ -460,7 +460,7 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
         Run(inspect_eval(4, ["TRUE_rate", "FALSE_rate", "UNKNOWN_rate", "n_answers"]), appended(LIMIT)),
     "inspect eval evals/logprob_probes.py@logprob_probes --model hf/<ckpt>": Run(inspect_eval(4, PROBES), appended(LIMIT)),
     "inspect eval evals/machiavelli.py -T games=test":
-        Offline("user-supplied game data (the authors' Google Drive archive) for the 30 test games; "
+        Offline("the authors' game data for the 30 test games (an encrypted archive in a Hugging Face dataset, not reachable offline); "
                 "tests/test_machiavelli.py plays the synthetic fixture games"),
     "emeval": Mention(),
     "emeval report": Mention(),
