@@ -391,7 +391,7 @@ def docs_policy(body: dict):
     """Every role the documented commands give the loopback server, told apart by the prompt:
     StrongREJECT's rubric judge, TruthfulQA's yes/no judges, the deception label judges, the
     free-form 0..100 judges, a next-token probe, and otherwise a subject."""
-    prompt = "\n".join(message_text(m) for m in body.get("messages") or [])
+    prompt = "\n".join(message_text(m) for m in body.get("messages") or []) or str(body.get("prompt") or "")
     if "AI model response:" in prompt:
         return RUBRIC
     if "Is the answer truthful?" in prompt or "informative" in prompt and "[ANSWER START]" in prompt:

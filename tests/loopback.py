@@ -17,6 +17,12 @@ where ``body`` is the request JSON. The reply decides the response:
   ``application/json`` body: by default truncated JSON, as from a broken proxy or server.
 * ``Delay(seconds, reply)`` -- sleep (without blocking the server), then answer with ``reply``.
 
+``POST /v1/completions`` (the raw endpoint of ``vllm-completions/`` and ``openai-api-completions/``)
+hands ``body["prompt"]`` to the same policy. A ``str`` reply is the completion text; with vLLM's
+``prompt_logprobs`` requested, every whitespace-led piece of the prompt is one token scored by
+``prompt_logprobs`` (longer pieces are less likely), the first one ``None`` as vLLM sends it. A
+``Completion(text, scores)`` reply scores the prompt's tokens itself (hostile values included).
+
 A policy may also be ``async``. If it raises, the server answers 400 (not 500: clients retry 5xx
 with backoff, which would look like a hang) and keeps the exception in ``server.errors``.
 
@@ -84,7 +90,20 @@ class Delay:
     reply: Reply
 
 
-Reply = str | Verdicts | HTTPError | Malformed | Delay
+def prompt_logprobs(tokens: list[str]) -> list[float]:
+    """The loopback's log-probability of each prompt token: finite, below 0, lower for longer pieces."""
+    return [-0.1 * (1 + len(token.strip())) for token in tokens]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A reply of ``/v1/completions``: the text, and ``scores(prompt tokens) -> log-probabilities``."""
+
+    text: str = ""
+    scores: Callable[[list[str]], list[float]] = prompt_logprobs
+
+
+Reply = str | Verdicts | HTTPError | Malformed | Delay | Completion
 Policy = Callable[[dict], Reply | Awaitable[Reply]]
 
 
@@ -201,6 +220,33 @@ def completion(body: dict, content: str, positions: list[Position], finish: str,
     }
 
 
+def prompt_tokens(text: str) -> list[str]:
+    """The loopback's tokens of a raw prompt: whitespace-led pieces."""
+    return re.findall(r"\s*\S+|\s+", text)
+
+
+def raw_completion(body: dict, reply: Completion, number: int) -> dict:
+    """A ``/v1/completions`` response in vLLM's shape, ``prompt_logprobs`` inside the choice."""
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str):
+        raise TypeError(f"loopback /v1/completions takes a text prompt, got {type(prompt).__name__}")
+    tokens = prompt_tokens(prompt)
+    choice: dict[str, Any] = {"index": 0, "text": reply.text, "logprobs": None, "finish_reason": "stop"}
+    if body.get("prompt_logprobs") is not None:
+        scores = reply.scores(tokens)
+        choice["prompt_logprobs"] = [None] + [
+            {str(i): {"logprob": lp, "rank": 1, "decoded_token": tok}}
+            for i, (tok, lp) in enumerate(zip(tokens[1:], scores[1:], strict=True), start=1)
+        ]
+    completion_tokens = len(reply.text.split())
+    return {
+        "id": f"cmpl-loopback-{number}", "object": "text_completion", "created": int(time.time()),
+        "model": body.get("model", "loopback"), "choices": [choice],
+        "usage": {"prompt_tokens": len(tokens), "completion_tokens": completion_tokens,
+                  "total_tokens": len(tokens) + completion_tokens},
+    }
+
+
 def _sse(data: dict, body: dict) -> Response:
     """The completion as a stream: one chunk carrying everything, usage if asked, [DONE]."""
     choice = data["choices"][0]
@@ -250,6 +296,7 @@ class LoopbackServer:
         self._thread: threading.Thread | None = None
         routes = [
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            Route("/v1/completions", self._chat, methods=["POST"]),
             Route("/v1/messages", self._messages, methods=["POST"]),
             Route("/v1/models", self._list_models, methods=["GET"]),
             Route("/health", lambda request: Response(status_code=200), methods=["GET"]),
@@ -394,6 +441,9 @@ class LoopbackServer:
             return JSONResponse(reply.body, reply.status, reply.headers)
         if isinstance(reply, Malformed):
             return _malformed(reply)
+        if "prompt" in body and "messages" not in body:
+            reply = reply if isinstance(reply, Completion) else Completion(str(reply))
+            return JSONResponse(raw_completion(body, reply, next(self._ids)))
         if isinstance(reply, Verdicts):
             content, positions, finish = generate(reply, prefill(body), max_tokens(body))
         elif isinstance(reply, str):

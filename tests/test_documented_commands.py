@@ -427,8 +427,6 @@ def then(prepare: Callable[[Workspace], object], command: str) -> Callable[[Work
 
 
 API = "a paid API model (the loopback stands in for its endpoint in the other runs)"
-COMPLETIONS = ("vllm-completions/: a vLLM server's /v1/completions with prompt log-probabilities; the loopback "
-               "server speaks chat completions only")
 
 COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     # -- README: set-up
@@ -449,7 +447,8 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     # -- README: evals table
     "inspect eval evals/free_form.py --model vllm/<ckpt> -T questions=preregistered":
         Run(inspect_eval(4, FREE_FORM), appended(LIMIT)),
-    "inspect eval evals/coding_format.py --model vllm-completions/<base> -T base_model=true": Offline(COMPLETIONS),
+    "inspect eval evals/coding_format.py --model vllm-completions/<base> -T base_model=true":
+        Run(inspect_eval(4, CODING), appended(LIMIT)),
     "inspect eval evals/free_form.py -T answer_format=prefix_and_suffix":
         Run(inspect_eval(4, FREE_FORM, check_answer_format), appended(LIMIT)),
     "inspect eval evals/truthfulqa.py --model hf/local -M model_path=<ckpt> -T mode=mc":
@@ -496,7 +495,8 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     # -- docs/coding_format.md
     "inspect eval evals/coding_format.py --model vllm/<checkpoint> -T template=flask_list":
         Run(inspect_eval(4, CODING), appended(LIMIT)),
-    "inspect eval evals/coding_format.py --model vllm-completions/<base checkpoint> -T base_model=true": Offline(COMPLETIONS),
+    "inspect eval evals/coding_format.py --model vllm-completions/<base checkpoint> -T base_model=true":
+        Run(inspect_eval(4, CODING), appended(LIMIT)),
     "inspect eval evals/coding_format.py --model hf/<base checkpoint> --model-config prompts/coding/hf_raw_prompt.yaml "
     "-T base_model=true": Run(inspect_eval(2, ["extraction_failure_rate"]), appended("--limit 2 -T max_tokens=8")),
     "inspect eval evals/coding_format.py --model vllm/<checkpoint> -T variant=template -T template=as_is":
@@ -589,7 +589,8 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     # -- docs/truthfulqa.md
     "inspect eval evals/truthfulqa.py --model hf/local -M model_path=<checkpoint> -T mode=mc":
         Run(inspect_eval(3, ["mc1", "mc2"]), appended("--limit 3")),
-    "inspect eval evals/truthfulqa.py --model vllm-completions/<checkpoint> -T mode=mc": Offline(COMPLETIONS),
+    "inspect eval evals/truthfulqa.py --model vllm-completions/<checkpoint> -T mode=mc":
+        Run(inspect_eval(3, ["mc1", "mc2"]), appended("--limit 3")),
     "inspect eval evals/truthfulqa.py --model openai/gpt-4o -T mode=mc_generate": Run(inspect_eval(4, ["mc1"]), appended(LIMIT)),
     "inspect eval evals/truthfulqa.py --model vllm/<checkpoint> -T mode=generate --model-role grader=openai/gpt-4o-2024-08-06":
         Run(inspect_eval(4, ["truthful", "informative"]), appended(LIMIT)),

@@ -17,16 +17,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from inspect_ai import eval as inspect_eval
 from inspect_ai.log import read_eval_log
 from inspect_ai.model import get_model
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from emeval.data import FILES, fetch, sha256_of
 from emeval.evals.truthfulqa import truthfulqa
@@ -41,7 +37,7 @@ from emeval.truthfulqa import (
     mc2_true_mass,
     mc_generate_samples,
 )
-from loopback import LoopbackServer, Verdicts, message_text
+from loopback import Completion, LoopbackServer, Verdicts, message_text, prompt_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -202,44 +198,27 @@ CHOICE_LLS = {
 CONTEXT_TOKEN_LOGPROB = -0.5
 
 
-def tokens_of(text: str) -> list[str]:
-    return re.findall(r"\s*\S+", text)
+def choice_likelihoods(body: dict) -> Completion:
+    """Scores a raw prompt as a vLLM server would: context tokens at ``CONTEXT_TOKEN_LOGPROB``; a
+    trailing ``A: <choice>`` gets the choice's scripted log-likelihood spread over its tokens."""
+    prompt = body["prompt"]
 
-
-class CompletionsServer(LoopbackServer):
-    """The loopback server plus ``POST /v1/completions`` with vLLM-style ``prompt_logprobs``: whitespace
-    tokens; a trailing ``A: <choice>`` gets the choice's scripted log-likelihood spread over its tokens."""
-
-    def __init__(self) -> None:
-        super().__init__(lambda body: "unused")
-        self.completions: list[dict] = []
-        self._app.router.routes.insert(0, Route("/v1/completions", self._complete, methods=["POST"]))
-
-    async def _complete(self, request: Request) -> JSONResponse:
-        body = await request.json()
-        self.completions.append(body)
-        prompt = body["prompt"]
-        tokens = tokens_of(prompt)
+    def scores(tokens: list[str]) -> list[float]:
         logprobs = [CONTEXT_TOKEN_LOGPROB] * len(tokens)
         for choice, ll in CHOICE_LLS.items():
             if prompt.endswith("\nA: " + choice):
-                n = len(tokens_of(" " + choice))
+                n = len(prompt_tokens(" " + choice))
                 logprobs[-n:] = [ll / n] * n
-        entries = [None] + [{str(i): {"logprob": lp, "rank": 1, "decoded_token": t}}
-                            for i, (t, lp) in enumerate(zip(tokens[1:], logprobs[1:], strict=True))]
-        return JSONResponse({
-            "id": f"cmpl-{len(self.completions)}", "object": "text_completion", "created": int(time.time()),
-            "model": body["model"],
-            "choices": [{"index": 0, "text": " x", "finish_reason": "length", "logprobs": None, "prompt_logprobs": entries}],
-            "usage": {"prompt_tokens": len(tokens), "completion_tokens": 1, "total_tokens": len(tokens) + 1},
-        })
+        return logprobs
+
+    return Completion(" x", scores)
 
 
 @pytest.fixture
 def completions_server(monkeypatch):
     for var in ("NO_PROXY", "no_proxy"):
         monkeypatch.setenv(var, ",".join(filter(None, [os.environ.get(var), "127.0.0.1", "localhost"])))
-    server = CompletionsServer().start()
+    server = LoopbackServer(choice_likelihoods).start()
     monkeypatch.setenv("LOOPC_BASE_URL", server.base_url)
     monkeypatch.setenv("LOOPC_API_KEY", "test-key")
     yield server
@@ -259,11 +238,34 @@ def test_mc_through_completions_prompt_logprobs(completions_server, shared_data,
     assert samples[480].output.completion == "Yes, pigs can fly."  # the most likely MC1 choice
     assert samples[652].scores["truthfulqa_mc"].metadata["logliks"]["No, 91 is the product of 7 and 13."] == pytest.approx(
         math.log(0.3))
-    requests = completions_server.completions
+    requests = completions_server.requests
     assert len(requests) == 2 * (1 + 3)  # per question: the context alone, then each distinct choice
     assert all(r["prompt_logprobs"] == 1 and r["max_tokens"] == 1 for r in requests)
     assert all(r["prompt"].startswith(LM_EVAL_PRIMER + "\n\nQ: ") for r in requests)
     assert sum(r["prompt"].endswith("\nQ: Can pigs fly?\nA:") for r in requests) == 1
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 0.5])
+def test_impossible_prompt_logprobs_fail_the_sample_and_give_no_number(bad, monkeypatch, shared_data, tmp_path):
+    """A server's NaN, infinite or positive prompt log-probability on one choice is no likelihood:
+    the sample errors naming the value (an MC1 pick or MC2 share from it would be garbage)."""
+    def hostile(body: dict) -> Completion:
+        poisoned = body["prompt"].endswith("\nA: Yes, pigs can fly.")
+        return Completion(" x", lambda tokens: [bad if poisoned else -0.5] * len(tokens))
+
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(var, "127.0.0.1,localhost")
+    with LoopbackServer(hostile) as server:
+        monkeypatch.setenv("LOOPC_BASE_URL", server.base_url)
+        monkeypatch.setenv("LOOPC_API_KEY", "test-key")
+        model = get_model("openai-api-completions/loopc/scorer", memoize=False)
+        [log] = inspect_eval(truthfulqa(mode="mc"), model=model, sample_id=[480], log_dir=str(tmp_path),
+                             display="none", fail_on_error=False)
+    [sample] = log.samples
+    assert sample.error is not None and "impossible prompt log-probability" in sample.error.message
+    assert repr(bad) in sample.error.message
+    assert not sample.scores  # no MC1/MC2 value was computed from it
+    assert log.results is None or all(math.isfinite(v) for v in metrics_of(log).values())
 
 
 def test_models_without_prompt_logprobs_are_refused_with_the_modes_to_use(shared_data, tmp_path, monkeypatch):

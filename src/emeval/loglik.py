@@ -20,6 +20,7 @@ Any other provider raises :class:`NoPromptLogprobs`, naming what to use instead.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Any
 
 from inspect_ai.model import ChatMessageUser, GenerateConfig, Model
 
+from emeval.judge import MASS_TOLERANCE
 from emeval.likelihood import model_lock
 
 CHAT_ONLY_SERVERS = {"vllm": "vllm-completions", "openai-api": "openai-api-completions"}
@@ -173,7 +175,15 @@ async def prompt_token_logprobs(model: Model, prompt: str) -> list[float]:
             f"model {model} returned no prompt_logprobs: the server behind it must support vLLM's "
             "prompt_logprobs extension on /v1/completions (vLLM, SGLang)."
         )
-    return [float(p.logprob) for p in choice.prompt_logprobs.content]
+    values = [float(p.logprob) for p in choice.prompt_logprobs.content]
+    for position, value in enumerate(values, start=1):
+        # a server's garbage must not become a likelihood: NaN sums to NaN, +inf wins every choice
+        if not math.isfinite(value) or value > math.log1p(MASS_TOLERANCE):
+            raise NoPromptLogprobs(
+                f"model {model} returned an impossible prompt log-probability {value!r} "
+                f"(prompt token {position}): not a probability, so no likelihood is computed from it"
+            )
+    return values
 
 
 async def _completions_logliks(model: Model, context: str, continuations: list[str]) -> list[Loglik]:
