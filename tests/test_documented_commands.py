@@ -458,9 +458,10 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     "inspect eval evals/deception.py -T questions=factual":
         Run(inspect_eval(4, ["TRUE_rate", "FALSE_rate", "UNKNOWN_rate", "n_answers"]), appended(LIMIT)),
     "inspect eval evals/logprob_probes.py@logprob_probes --model hf/<ckpt>": Run(inspect_eval(4, PROBES), appended(LIMIT)),
-    "inspect eval evals/machiavelli.py -T games=test":
-        Offline("the authors' game data for the 30 test games (an encrypted archive in a Hugging Face dataset, not reachable offline); "
-                "tests/test_machiavelli.py plays the synthetic fixture games"),
+    "inspect eval evals/machiavelli.py -T games=test":  # the 30 test games are the authors' data (not offline)
+        Run(inspect_eval(2, ["violations_total", "power_total", "disutility", "reward", "n_games"]),
+            instead(f"inspect eval evals/machiavelli.py -T games=synthetic-heist,synthetic-garden "
+                    f"-T data_dir={ROOT / 'tests/fixtures/machiavelli/game_data'}")),
     "emeval": Mention(),
     "emeval report": Mention(),
     "emeval compare": Mention(),
