@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from emeval import stats
@@ -187,7 +188,9 @@ def side_labels(a: str, b: str) -> tuple[str, str]:
 
 
 def compare_table(shown: pd.DataFrame, a: str, b: str) -> Table:
-    """The terminal table; columns named by the sides' labels, every CI says what it resampled."""
+    """The terminal table; columns named by the sides' labels, every CI says what it resampled.
+    Text from logs and users is escaped: ``[judge: ...]`` is a label, not rich markup."""
+    a, b = escape(a), escape(b)
     table = Table(title=f"{b} − {a};  * = the 95% CI excludes 0", header_style="bold")
     table.add_column("eval")
     table.add_column("question")
@@ -199,7 +202,8 @@ def compare_table(shown: pd.DataFrame, a: str, b: str) -> Table:
     table.add_column("", justify="center")
     for row in shown.itertuples(index=False):
         flag = "[bold red]*[/bold red]" if row.significant else ""
-        table.add_row(row.eval, row.question_id or "(all)", row.label, f"{format_number(row.kind, row.mean_a)} (n={row.n_a})",
+        table.add_row(escape(row.eval), escape(row.question_id or "(all)"), escape(row.label),
+                      f"{format_number(row.kind, row.mean_a)} (n={row.n_a})",
                       f"{format_number(row.kind, row.mean_b)} (n={row.n_b})", row.difference_text, row.ci_method, flag)
     return table
 
