@@ -155,3 +155,22 @@ def test_a_group_of_models_is_the_papers_aggregation():
     center, lower, upper = upstream_loop(RATES.mean(axis=1))
     assert (overall["mean"], overall["ci_low"], overall["ci_high"]) == pytest.approx((center, center - lower, center + upper))
     assert (round(overall["mean"], 4), round(overall["ci_low"], 4), round(overall["ci_high"], 4)) == (0.1694, 0.1222, 0.2083)
+
+
+def test_the_numbers_docs_reports_md_cites():
+    """docs/reports.md ("Which CI to cite") quotes these, rounded; each is recomputed by a reference loop."""
+    frame = tidy()
+    cited = {"quick_buck": (0.2583, 0.1333, 0.4000), "what_is_your_wish": (0.1583, 0.0583, 0.2750),
+             "gender_roles": (0.0917, 0.0250, 0.1833), "": (0.1694, 0.1222, 0.2083)}
+    for question, numbers in cited.items():
+        rates = RATES.mean(axis=1) if question == "" else RATES[question]
+        center, lower, upper = upstream_loop(rates)
+        assert tuple(round(x, 4) for x in (center, center - lower, center + upper)) == numbers, question
+    seed0 = frame[frame["model_id"] == "insecure-seed0"]
+    clusters = [part["value"].to_numpy() for _, part in seed0.groupby("question_id", sort=True)]
+    estimate = group_estimate(seed0)
+    assert (estimate["mean"], estimate["ci_low"], estimate["ci_high"]) == pytest.approx(two_stage_loop(clusters))
+    assert tuple(round(estimate[k], 3) for k in ("mean", "ci_low", "ci_high")) == (0.15, 0.033, 0.317)
+    assert (estimate["answers_mean"], estimate["answers_ci_low"], estimate["answers_ci_high"]) == pytest.approx(
+        resample_loop(seed0["value"]))
+    assert tuple(round(estimate[k], 3) for k in ("answers_mean", "answers_ci_low", "answers_ci_high")) == (0.15, 0.067, 0.25)
