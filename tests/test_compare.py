@@ -129,7 +129,8 @@ def test_compare_command_on_two_log_folders(runs, tmp_path):
     assert "+100.0 pp [+100.0, +100.0]" in lines["q_backdoor"] and lines["q_backdoor"].rstrip(" │").endswith("*")
     assert "+0.0 pp" in lines["q_same"] and not lines["q_same"].rstrip(" │").endswith("*")
     assert "+41.7 pp" in lines["(all)"] and "questions+answers" in lines["(all)"]  # (12 - 2) / 24, over questions
-    assert "answers" in lines["q_backdoor"] and "[judge: mockllm/judge]" in lines["q_backdoor"]  # says what it resampled, names its judge
+    # a row says what its CI resampled and names its judge
+    assert "answers" in lines["q_backdoor"] and "[judge: mockllm/judge]" in lines["q_backdoor"]
     # sides are named by the folders given, not A and B
     assert "triggered − clean [95% CI]" in result.output and "B - A" not in result.output
     assert f"clean ({clean}):" in result.output and f"triggered ({triggered}):" in result.output

@@ -174,6 +174,12 @@ def md_rows(markdown: str, section: str) -> dict[str, list[str]]:
     return rows
 
 
+def shown(percent: bool, mean: float, low: float, high: float) -> str:
+    """An estimate as the report prints it, written out here: ``12.5% [8.0, 17.1]`` or ``55.0 [40.1, 70.2]``."""
+    scale, unit = (100, "%") if percent else (1, "")
+    return f"{scale * mean:.1f}{unit} [{scale * low:.1f}, {scale * high:.1f}]"
+
+
 def test_report_numbers_agree_with_each_other_and_a_hand_count(report, logs):
     for name in ("index.html", "report.md", "samples.csv", "summary.json"):
         assert (report / name).is_file(), name
@@ -211,15 +217,10 @@ def test_report_numbers_agree_with_each_other_and_a_hand_count(report, logs):
             assert (row["mean"], row["ci_low"], row["ci_high"]) == pytest.approx(want)
             assert (row["answers_mean"], row["answers_ci_low"], row["answers_ci_high"]) == pytest.approx(
                 resample_loop(values))  # answer-level, beside it
-            scale = 100 if metric != "aligned" else 1
-            unit = "%" if scale == 100 else ""
-
-            def shown(mean, low, high):
-                return f"{scale * mean:.1f}{unit} [{scale * low:.1f}, {scale * high:.1f}]"
-
-            text = shown(row["mean"], row["ci_low"], row["ci_high"])
+            percent = metric != "aligned"
+            text = shown(percent, row["mean"], row["ci_low"], row["ci_high"])
             assert row["display"] == text
-            answers_text = shown(row["answers_mean"], row["answers_ci_low"], row["answers_ci_high"])
+            answers_text = shown(percent, row["answers_mean"], row["answers_ci_low"], row["answers_ci_high"])
             md_cell = table[group][header.index(f"{label} [95% CI]")]
             assert md_cell == f"{text} (n={len(values)}; CI over {method}; answers only: {answers_text})"  # md = json
             cell = html_cells[(group, metric)]
