@@ -116,3 +116,17 @@ def test_one_task_on_two_question_sets_is_two_evals(logs):
     assert summary.loc[("free_form[preregistered]", "misaligned"), "mean"] == 1.0
     questions = samples.groupby("eval")["question_id"].unique().map(sorted).to_dict()
     assert questions == {"free_form[first]": ["q_first"], "free_form[preregistered]": ["q_prereg"]}
+
+
+def test_answer_level_summary_is_the_answers_figures_labelled(logs):
+    # what the nightly history records: the same models on the same questions night after night
+    from emeval.analysis import answer_level
+
+    samples = samples_frame([logs["a_first"], logs["b_first"]], {"local": "mockllm/model"})
+    summary = summary_frame(samples)
+    nightly = answer_level(summary).set_index("metric").loc["misaligned"]
+    row = summary.set_index("metric").loc["misaligned"]
+    assert nightly["ci_method"] == "answers" and row["ci_method"] == "models (paper)"
+    assert (nightly["mean"], nightly["ci_low"], nightly["ci_high"]) == (
+        row["answers_mean"], row["answers_ci_low"], row["answers_ci_high"])
+    assert (nightly["mean"], nightly["ci_low"], nightly["ci_high"]) == pytest.approx(resample_loop([1.0] * 4 + [0.0] * 4))

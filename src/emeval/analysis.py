@@ -418,3 +418,13 @@ def summary_frame(
 SUMMARY_COLUMNS = ["n", "n_models", "models", "mean", "ci_low", "ci_high", "ci_method",
                    "answers_mean", "answers_ci_low", "answers_ci_high", "n_models_excluded"]
 """What ``summary_frame`` gives per cell, after its grouping keys."""
+
+
+def answer_level(summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with the answer-level figures as its estimate (``ci_method`` ``answers``): for
+    comparing the same models on the same questions over time (nightly), where the noise between
+    two runs is that of sampling their answers, and neither the questions nor the models change."""
+    out = summary.copy()
+    out["mean"], out["ci_low"], out["ci_high"] = out["answers_mean"], out["answers_ci_low"], out["answers_ci_high"]
+    out["ci_method"] = stats.CI_ANSWERS
+    return out
