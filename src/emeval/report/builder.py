@@ -44,7 +44,7 @@ from emeval.scorers import ALIGNED_BELOW, COHERENT_ABOVE
 TOP_ANSWERS = 50
 MD_ANSWERS = 10
 MAX_PLOTTED_QUESTIONS = 60
-CI_METHOD = (
+CI_METHODS = (
     "95% percentile bootstrap, 2000 resamples, seed 0; every CI says what it resampled. "
     "models (paper): a group of several models (e.g. fine-tuning seeds) is the EM paper's aggregation: "
     "each model's rate (per question, or over all its answers), the group value is the mean of those rates, "
@@ -415,7 +415,7 @@ def write_report(
         "comparisons": compared,
         "answers": top_answers(samples, top),
         "md_answers": MD_ANSWERS,
-        "ci_method": CI_METHOD,
+        "ci_methods": CI_METHODS,
         "extra_sections": [(name, Markup(html)) for name, html in extra_sections or []],
     }
     out = Path(out)
@@ -452,7 +452,7 @@ def _json_document(context: Mapping[str, Any], summary: pd.DataFrame, per_q: pd.
         "inspect_version": context["inspect_version"],
         "groups": dict(groups or {}),
         "group_order": [g["name"] for g in context["groups"]],
-        "ci_method": CI_METHOD,
+        "ci_methods": CI_METHODS,
         "runs": runs,
         "summary": _records(summary),
         "per_question": _records(per_q),
