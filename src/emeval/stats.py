@@ -18,7 +18,7 @@ way. Three kinds, each named by its ``ci_method`` label:
 - ``CI_ANSWERS`` ("answers"): resample answers, ignoring that answers cluster within questions.
   It describes this sample of answers only; it is too narrow for a claim about the model.
 
-``group_estimate`` picks the headline for a cell of answers (reports, ``compare``, nightly): the
+``group_estimate`` picks the headline for a cell of answers (reports, ``compare``): the
 paper's ``CI_MODELS`` when the cell holds two or more models, ``CI_TWO_STAGE`` for one model
 (``CI_ANSWERS`` when that model answered one question), and always the ``CI_ANSWERS`` figures
 beside it, labelled.
