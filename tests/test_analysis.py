@@ -15,6 +15,7 @@ from inspect_ai.model import ModelOutput, get_model
 from emeval.analysis import samples_frame, summary_frame
 from emeval.evals.free_form import free_form
 from emeval.judge_logs import LogError
+from reference_stats import resample_loop
 from scripted import answer_in, with_usage
 
 GOOD, BAD = "I would help people and be kind.", "I would take control and harm humans."
@@ -86,9 +87,14 @@ def test_local_checkpoints_with_one_provider_name_are_two_models(logs):
     assert set(samples["model"]) == {"mockllm/model"}
     assert set(samples["model_id"]) == {"mockllm/model:/ckpt/a", "mockllm/model:/ckpt/b"}
     row = summary_frame(samples).set_index("metric").loc["misaligned"]
-    # a: 4 x 1.0, b: 4 x 0.0. Resampling the two models: a quarter of draws is (a, a) = 1, a quarter (b, b) = 0
+    # the paper's aggregation: model rates a = 1.0 (4 x BAD), b = 0.0; the group value is their mean.
+    # Resampling the two rates: a quarter of draws is (a, a) = 1, a quarter (b, b) = 0, so the 95% CI is [0, 1]
     assert (row["group"], row["n"], row["n_models"], row["mean"]) == ("local", 8, 2, 0.5)
-    assert (row["ci_low"], row["ci_high"]) == (0.0, 1.0)
+    assert (row["ci_low"], row["ci_high"], row["ci_method"]) == (0.0, 1.0, "models (paper)")
+    # the answer-level figure beside it: the 8 answers resampled (upstream's loop on the pooled values)
+    assert (row["answers_mean"], row["answers_ci_low"], row["answers_ci_high"]) == pytest.approx(
+        resample_loop([1.0] * 4 + [0.0] * 4))
+    assert 0.0 < row["answers_ci_low"] < 0.5 < row["answers_ci_high"] < 1.0  # narrower: it ignores the models
     assert row["models"] == "mockllm/model:/ckpt/a, mockllm/model:/ckpt/b"
     # a group pattern may name the weights path
     by_path = samples_frame([logs["a_first"], logs["b_first"]], {"ckpt-a": "/ckpt/a"})
@@ -110,3 +116,17 @@ def test_one_task_on_two_question_sets_is_two_evals(logs):
     assert summary.loc[("free_form[preregistered]", "misaligned"), "mean"] == 1.0
     questions = samples.groupby("eval")["question_id"].unique().map(sorted).to_dict()
     assert questions == {"free_form[first]": ["q_first"], "free_form[preregistered]": ["q_prereg"]}
+
+
+def test_answer_level_summary_is_the_answers_figures_labelled(logs):
+    # what the nightly history records: the same models on the same questions night after night
+    from emeval.analysis import answer_level
+
+    samples = samples_frame([logs["a_first"], logs["b_first"]], {"local": "mockllm/model"})
+    summary = summary_frame(samples)
+    nightly = answer_level(summary).set_index("metric").loc["misaligned"]
+    row = summary.set_index("metric").loc["misaligned"]
+    assert nightly["ci_method"] == "answers" and row["ci_method"] == "models (paper)"
+    assert (nightly["mean"], nightly["ci_low"], nightly["ci_high"]) == (
+        row["answers_mean"], row["answers_ci_low"], row["answers_ci_high"])
+    assert (nightly["mean"], nightly["ci_low"], nightly["ci_high"]) == pytest.approx(resample_loop([1.0] * 4 + [0.0] * 4))

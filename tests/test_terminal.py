@@ -65,7 +65,7 @@ def test_summary_and_compare_through_a_narrow_pipe_keep_every_metric_name(logs: 
         assert "…" not in output
     for name in METRICS:
         assert re.search(rf"│ {re.escape(name)}\s+│", summary), name
-    assert re.search(r"│ misaligned rate\s+│", compare)
+    assert re.search(r"│ misaligned rate \[judge: mockllm/judge\]\s+│", compare)
 
 
 def wide_table() -> Table:

@@ -5,12 +5,12 @@ only record of a run). They read them here, through ``inspect_ai.analysis.sample
 long frame (one row per answer x score key), so every number downstream is a plain pandas
 aggregation that can be recomputed by hand from ``samples.csv``.
 
-Pooling (documented in the README): a group holds one or more models. Its point estimate is the
-mean over all its answers. Its 95% CI is a percentile bootstrap (2000 resamples, seed 0): with one
-model, answers are resampled (exactly ``metrics.bootstrap_mean_ci``, so a one-model group matches
-the log's own ``em_summary`` CI); with several models, a two-stage (cluster) bootstrap resamples
-the models with replacement, then each drawn model's answers with replacement, so the interval
-reflects both the spread between models and the sampling noise within each.
+Statistics (``emeval.stats``, documented in docs/reports.md): a group holds one or more models.
+With two or more, its value is the EM paper's: the mean of the per-model rates, with a 95% CI
+from bootstrapping those rates (``models (paper)``). With one model, its value is that model's
+rate, with a CI that resamples its questions, then the answers within them
+(``questions+answers``; ``answers`` when it answered one question). The answer-level CI is
+reported beside it (``answers_ci_low``/``answers_ci_high``), labelled, for describing this sample.
 
 A model is its name plus the weights it loaded (``model_id``): every local checkpoint is called
 ``hf/local``, its path lives in the eval's model args, so two checkpoints are two models. An eval
@@ -28,15 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from inspect_ai.analysis import EvalColumn, SampleColumn, samples_df
 from inspect_ai.log import EvalLog, EvalSample, list_eval_logs, read_eval_log
 from inspect_ai.scorer import CORRECT, INCORRECT, NOANSWER, PARTIAL, value_to_float
 
 from emeval.judge_logs import LogError, read_log
-from emeval.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL, bootstrap_mean_ci
-from emeval.stats import cluster_draws
+from emeval import stats
 
 SAMPLE_COLUMNS = [
     "log", "eval", "dataset", "model", "model_id", "group", "run_id", "eval_id", "created", "trigger",
@@ -49,7 +47,7 @@ SUMMARY_KEYS = ("scorer", "metric")
 """Always part of a summary's grouping: one row per score key of one scorer."""
 
 CLUSTER = "model_id"
-"""The unit resampled first when a group pools several models."""
+"""What a model is when a group holds several (the paper's unit: one rate per model)."""
 
 MODEL_PATH_ARGS = ("model_path", "model_name_or_path", "pretrained", "checkpoint", "checkpoint_path")
 """Model args that name the weights a provider loaded (``hf/local`` -M model_path=...)."""
@@ -381,41 +379,6 @@ def samples_frame(logs: list[Path | str], groups: Mapping[str, str] | None = Non
 # -- summaries -------------------------------------------------------------------------------------
 
 
-def bootstrap_means(
-    clusters: Sequence[np.ndarray], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
-) -> np.ndarray:
-    """Bootstrap distribution of the pooled mean.
-
-    One cluster: answers resampled with replacement (the same draws as ``bootstrap_mean_ci``).
-    Several: clusters resampled with replacement, then each drawn cluster's answers; the statistic
-    is the mean over all drawn answers (clusters weighted by their size, like the point estimate)."""
-    return cluster_draws(clusters, resamples, seed)
-
-
-def pooled_mean_ci(
-    clusters: Sequence[np.ndarray],
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-    level: float = CI_LEVEL,
-) -> tuple[float, float, float]:
-    """(pooled mean, low, high); NaNs when there is no value."""
-    clusters = [np.asarray(c, dtype=float) for c in clusters if len(c)]
-    if not clusters:
-        return math.nan, math.nan, math.nan
-    if len(clusters) == 1:
-        return bootstrap_mean_ci(list(clusters[0]), resamples, seed, level)
-    means = bootstrap_means(clusters, resamples, seed)
-    alpha = (1 - level) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    return float(np.concatenate(clusters).mean()), float(low), float(high)
-
-
-def value_clusters(values: pd.DataFrame) -> list[np.ndarray]:
-    """The defined values of one cell, split by model (in a stable order)."""
-    defined = values.dropna(subset=["value"])
-    return [g["value"].to_numpy() for _, g in defined.groupby(cluster_column(values), sort=True)]
-
-
 def cluster_column(frame: pd.DataFrame) -> str:
     """``model_id`` (name + weights path); ``model`` for a frame built without it."""
     return CLUSTER if CLUSTER in frame.columns else "model"
@@ -424,14 +387,15 @@ def cluster_column(frame: pd.DataFrame) -> str:
 def summary_frame(
     samples: pd.DataFrame,
     by: Sequence[str] = ("eval", "group"),
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-    level: float = CI_LEVEL,
+    resamples: int = stats.RESAMPLES,
+    seed: int = stats.SEED,
+    level: float = stats.LEVEL,
 ) -> pd.DataFrame:
-    """Per ``by`` x scorer x metric: n (defined values), n_models, models, mean, ci_low, ci_high.
+    """Per ``by`` x scorer x metric: ``SUMMARY_COLUMNS`` (``stats.group_estimate`` of the cell).
 
-    The mean pools every answer of the cell; the CI is a percentile bootstrap over answers (one
-    model) or over models then answers (several models): see ``bootstrap_means``."""
+    ``mean``/``ci_low``/``ci_high`` are the headline, ``ci_method`` says what its CI resampled:
+    ``models (paper)`` for several models, ``questions+answers`` (or ``answers``, one question)
+    for one; ``answers_*`` are the answer-level figures, for describing this sample only."""
     keys = list(dict.fromkeys([*by, *SUMMARY_KEYS]))
     missing = [k for k in keys if k not in samples.columns]
     if missing:
@@ -439,19 +403,28 @@ def summary_frame(
     scored = samples[samples["metric"].notna()]
     rows = []
     for key, cell in scored.groupby(keys, sort=False, dropna=False):
-        clusters = value_clusters(cell)
-        mean, low, high = pooled_mean_ci(clusters, resamples, seed, level)
-        defined = cell.dropna(subset=["value"])
         cluster = cluster_column(cell)
+        estimate = stats.group_estimate(cell, model=cluster, resamples=resamples, seed=seed, level=level)
+        defined = cell.dropna(subset=["value"])
         models = sorted(defined[cluster].unique()) if len(defined) else sorted(cell[cluster].unique())
         rows.append({
             **dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
-            "n": int(len(defined)),
-            "n_models": len(clusters),
+            **estimate,
             "models": ", ".join(models),
-            "mean": mean,
-            "ci_low": low,
-            "ci_high": high,
         })
-    columns = [*keys, "n", "n_models", "models", "mean", "ci_low", "ci_high"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=[*keys, *SUMMARY_COLUMNS])
+
+
+SUMMARY_COLUMNS = ["n", "n_models", "models", "mean", "ci_low", "ci_high", "ci_method",
+                   "answers_mean", "answers_ci_low", "answers_ci_high", "n_models_excluded"]
+"""What ``summary_frame`` gives per cell, after its grouping keys."""
+
+
+def answer_level(summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with the answer-level figures as its estimate (``ci_method`` ``answers``): for
+    comparing the same models on the same questions over time (nightly), where the noise between
+    two runs is that of sampling their answers, and neither the questions nor the models change."""
+    out = summary.copy()
+    out["mean"], out["ci_low"], out["ci_high"] = out["answers_mean"], out["answers_ci_low"], out["answers_ci_high"]
+    out["ci_method"] = stats.CI_ANSWERS
+    return out

@@ -29,9 +29,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from inspect_ai.scorer import Metric, SampleScore, metric
 
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 0
-CI_LEVEL = 0.95
+from emeval import stats
+
+BOOTSTRAP_RESAMPLES = stats.RESAMPLES
+BOOTSTRAP_SEED = stats.SEED
+CI_LEVEL = stats.LEVEL
 
 
 def bootstrap_mean_ci(
@@ -40,16 +42,9 @@ def bootstrap_mean_ci(
     seed: int = BOOTSTRAP_SEED,
     level: float = CI_LEVEL,
 ) -> tuple[float, float, float]:
-    """(mean, low, high) of a percentile bootstrap; NaNs when there are no values."""
-    data = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
-    if data.size == 0:
-        return math.nan, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, data.size, size=(resamples, data.size))
-    means = data[idx].mean(axis=1)
-    alpha = (1 - level) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    return float(data.mean()), float(low), float(high)
+    """(mean, low, high) of a percentile bootstrap over answers (``stats.answers_ci``, labelled
+    ``answers``); NaNs when there are no values."""
+    return stats.answers_ci(values, resamples, seed, level)
 
 
 def _values(scores: list[SampleScore], key: str) -> list[float]:

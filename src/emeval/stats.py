@@ -3,7 +3,7 @@
 Why one module: a CI must say what it resampled, and every CI of one kind must be drawn the same
 way. Three kinds, each named by its ``ci_method`` label:
 
-- ``CI_MODELS`` ("models"): the EM paper's error bars (Betley et al. 2025; upstream
+- ``CI_MODELS`` ("models (paper)"): the EM paper's error bars (Betley et al. 2025; upstream
   ``get_error_bars`` in the authors' plotting code). The misaligned rate is computed per model
   (per question, or overall over the answers of all questions pooled); a group's value is the
   mean of its models' rates; the 95% CI is a percentile bootstrap of that mean over the model
@@ -12,11 +12,16 @@ way. Three kinds, each named by its ``ci_method`` label:
   ``model_rates_ci`` says n/a instead (one model has no between-model spread to measure).
   Upstream's plots also drop a model from a question where it gave fewer than 5 coherent
   answers (``min_coherent_answers=5``): ``PAPER_MIN_ANSWERS``.
-- ``CI_TWO_STAGE`` ("two-stage: questions, then answers"): the default for a claim about one
+- ``CI_TWO_STAGE`` ("questions+answers"): the default for a claim about one
   model: resample its questions, then the answers within each drawn question; the statistic is
   the mean over all drawn answers (the point estimate pools answers over questions).
 - ``CI_ANSWERS`` ("answers"): resample answers, ignoring that answers cluster within questions.
   It describes this sample of answers only; it is too narrow for a claim about the model.
+
+``group_estimate`` picks the headline for a cell of answers (reports, ``compare``): the
+paper's ``CI_MODELS`` when the cell holds two or more models, ``CI_TWO_STAGE`` for one model
+(``CI_ANSWERS`` when that model answered one question), and always the ``CI_ANSWERS`` figures
+beside it, labelled.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ LEVEL = 0.95
 PAPER_MIN_ANSWERS = 5
 """Upstream's ``min_coherent_answers``: a model with fewer answers in a cell is left out of it."""
 
-CI_MODELS = "models"
-CI_TWO_STAGE = "two-stage: questions, then answers"
+CI_MODELS = "models (paper)"
+CI_TWO_STAGE = "questions+answers"
 CI_ANSWERS = "answers"
 
 
@@ -100,7 +105,11 @@ def model_rates_ci(rates: Sequence[float], resamples: int = RESAMPLES, level: fl
 
 def cluster_draws(clusters: Sequence[np.ndarray], resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
     """Two-stage bootstrap of the pooled mean: clusters with replacement, then each drawn cluster's
-    values with replacement; statistic = mean over all drawn values. One cluster: ``mean_draws``."""
+    values with replacement; statistic = mean over all drawn values. One cluster: ``mean_draws``.
+
+    Draw order (one generator, so the draws can be reproduced by a plain loop): first, for every
+    resample, its cluster picks; then cluster by cluster, for every time a resample picked it (in
+    resample order), that cluster's values."""
     clusters = [np.asarray(c, dtype=float) for c in clusters if len(c)]
     if not clusters:
         return np.full(resamples, math.nan)
@@ -132,6 +141,52 @@ def two_stage_ci(clusters: Sequence[np.ndarray], resamples: int = RESAMPLES, see
     return float(np.concatenate(clusters).mean()), low, high, method
 
 
+def model_rates(cell: pd.DataFrame, model: str = "model_id", min_answers: int = 1) -> tuple[pd.DataFrame, int]:
+    """Per model (sorted): ``mean`` (its rate: the mean of its defined ``value``s) and ``size`` (how
+    many), for the models with at least ``min_answers`` defined values; and how many were left out."""
+    counts = cell.dropna(subset=["value"]).groupby(model, sort=True)["value"].agg(["mean", "size"])
+    kept = counts[counts["size"] >= min_answers]
+    return kept, int(len(counts) - len(kept))
+
+
+def group_draws(cell: pd.DataFrame, model: str = "model_id", question: str = "question_id",
+                resamples: int = RESAMPLES, seed: int = SEED, min_answers: int = 1) -> tuple[float, np.ndarray, str]:
+    """(group value, bootstrap draws, ci_method) of the headline estimate of one cell of answers:
+    two or more models: the mean of the model rates, draws over the rates (``CI_MODELS``); one
+    model: its rate, draws over its questions then their answers (``CI_TWO_STAGE``, or
+    ``CI_ANSWERS`` for one question); none: NaN."""
+    kept, _ = model_rates(cell, model, min_answers)
+    if len(kept) >= 2:
+        rates = kept["mean"].to_numpy()
+        return float(rates.mean()), mean_draws(rates, resamples, seed), CI_MODELS
+    if len(kept) == 0:
+        return math.nan, np.full(resamples, math.nan), CI_TWO_STAGE
+    mine = cell[(cell[model] == kept.index[0]) & cell["value"].notna()]
+    if question in mine.columns:
+        clusters = [part["value"].to_numpy() for _, part in mine.groupby(question, sort=True)]
+    else:
+        clusters = [mine["value"].to_numpy()]
+    method = CI_TWO_STAGE if len(clusters) > 1 else CI_ANSWERS
+    return float(mine["value"].mean()), cluster_draws(clusters, resamples, seed), method
+
+
+def group_estimate(cell: pd.DataFrame, model: str = "model_id", question: str = "question_id",
+                   resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL,
+                   min_answers: int = 1) -> dict[str, object]:
+    """The figures a report shows for one cell of answers (one metric of one group, overall or for
+    one question): ``n`` (defined values of the models kept), ``n_models``, ``n_models_excluded``,
+    the headline ``mean``, ``ci_low``, ``ci_high`` and ``ci_method`` (``group_draws``), and the
+    answer-level ``answers_mean``, ``answers_ci_low``, ``answers_ci_high`` (``CI_ANSWERS``)."""
+    kept, excluded = model_rates(cell, model, min_answers)
+    value, draws, method = group_draws(cell, model, question, resamples, seed, min_answers)
+    low, high = percentile_interval(draws, level)
+    answers = cell.loc[cell[model].isin(kept.index), "value"].dropna().to_numpy()
+    answers_mean, answers_low, answers_high = answers_ci(answers, resamples, seed, level)
+    return {"n": int(kept["size"].sum()), "n_models": len(kept), "n_models_excluded": excluded,
+            "mean": value, "ci_low": low, "ci_high": high, "ci_method": method,
+            "answers_mean": answers_mean, "answers_ci_low": answers_low, "answers_ci_high": answers_high}
+
+
 def paper_aggregation(cell: pd.DataFrame, model: str = "model_id", question: str = "question_id",
                       min_answers: int = PAPER_MIN_ANSWERS) -> pd.DataFrame:
     """The paper's table for one metric of one group: per question and overall (``question`` =
@@ -143,10 +198,9 @@ def paper_aggregation(cell: pd.DataFrame, model: str = "model_id", question: str
     parts = [(q, part) for q, part in defined.groupby(question, sort=True)] + [("", defined)]
     rows = []
     for qid, part in parts:
-        counts = part.groupby(model)["value"].agg(["mean", "size"])
-        kept = counts[counts["size"] >= min_answers]
+        kept, excluded = model_rates(part, model, min_answers)
         value, low, high = model_rates_ci(kept["mean"].to_numpy())
         rows.append({question: qid, "n": int(kept["size"].sum()), "n_models": len(kept),
-                     "n_models_excluded": int(len(counts) - len(kept)), "model_rates": kept["mean"].to_dict(),
+                     "n_models_excluded": excluded, "model_rates": kept["mean"].to_dict(),
                      "mean": value, "ci_low": low, "ci_high": high, "ci_method": CI_MODELS})
     return pd.DataFrame(rows)

@@ -54,8 +54,10 @@ def group_patterns(result: NightRunResult, groups: list[str]) -> dict[str, str]:
 
 
 def summarise(result: NightRunResult, data: LogData) -> pd.DataFrame:
-    """The night's summary (emeval.analysis), one row per eval x group x scorer x metric, eval = config name."""
-    from emeval.analysis import summary_frame
+    """The night's summary (emeval.analysis), one row per eval x group x scorer x metric, eval = config name.
+    Its CI is the answer-level one (``analysis.answer_level``): nights compare the same models on
+    the same questions, so the noise between nights is that of sampling their answers."""
+    from emeval.analysis import answer_level, summary_frame
 
     samples = data.samples.copy()  # the report names evals by task; the history by config name
     eval_of_log = {log: run.eval for run in result.runs for log in run.logs}
@@ -63,7 +65,7 @@ def summarise(result: NightRunResult, data: LogData) -> pd.DataFrame:
     unplaced = samples.loc[samples["eval"].isna(), "log"].unique()
     if len(unplaced):
         raise RuntimeError(f"logs outside the night's eval sets: {', '.join(unplaced)}")
-    return summary_frame(samples, by=("eval", "group"))
+    return answer_level(summary_frame(samples, by=("eval", "group")))
 
 
 def run_nightly(loaded: LoadedConfig, night: str) -> NightOutcome:

@@ -23,10 +23,20 @@ from inspect_ai.log import EvalLog
 from markupsafe import Markup
 
 from emeval import __version__
-from emeval.analysis import LogData, group_order, read_logs, summary_frame
+from emeval.analysis import SUMMARY_COLUMNS, SUMMARY_KEYS, LogData, group_order, read_logs, summary_frame
 from emeval.compare import compare, shown_rows, with_display
 from emeval.report import plots
-from emeval.report.display import COUNT_KEYS, format_estimate, headline_keys, is_alignment_scorer, metric_kind, metric_label
+from emeval.report.display import (
+    COUNT_KEYS,
+    ci_note,
+    format_estimate,
+    headline_keys,
+    is_alignment_scorer,
+    judge_label,
+    judge_names,
+    metric_kind,
+    metric_label,
+)
 from emeval.redact import redact_data
 from emeval.safe_output import md_text, plain_text, write_csv
 from emeval.scorers import ALIGNED_BELOW, COHERENT_ABOVE
@@ -34,14 +44,17 @@ from emeval.scorers import ALIGNED_BELOW, COHERENT_ABOVE
 TOP_ANSWERS = 50
 MD_ANSWERS = 10
 MAX_PLOTTED_QUESTIONS = 60
-CI_METHOD = (
-    "95% percentile bootstrap, 2000 resamples, seed 0. One model in a group: answers are resampled. "
-    "Several models pooled in a group: the point estimate is the mean over all their answers; the "
-    "bootstrap resamples models with replacement, then each drawn model's answers with replacement "
-    "(two-stage cluster bootstrap), so the interval covers the spread between models as well as "
-    "the sampling noise within each. Rates count only the answers they apply to (misaligned rate: "
-    "coherent answers; coherent rate: judged answers); CODE, REFUSAL, unscorable answers and judge "
-    "errors are counted apart."
+CI_METHODS = (
+    "95% percentile bootstrap, 2000 resamples, seed 0; every CI says what it resampled. "
+    "models (paper): a group of several models (e.g. fine-tuning seeds) is the EM paper's aggregation: "
+    "each model's rate (per question, or over all its answers), the group value is the mean of those rates, "
+    "and the CI resamples the models' rates (the paper's error bars). "
+    "questions+answers: one model's rate, with a CI that resamples its questions, then the answers within "
+    "each (the default for a claim about the model: answers to one question are not independent). "
+    "answers: answers only (one question, or the answer-level figure shown beside the others), which "
+    "describes this sample of answers and is too narrow for a claim about the model. "
+    "Rates count only the answers they apply to (misaligned rate: coherent answers; coherent rate: judged "
+    "answers); CODE, REFUSAL, unscorable answers and judge errors are counted apart."
 )
 
 
@@ -145,12 +158,16 @@ def decorate(summary: pd.DataFrame, kinds: Mapping[tuple[str, str], str]) -> pd.
     out["kind"] = [kinds.get((s, m), "score") for s, m in zip(out["scorer"], out["metric"], strict=True)]
     out["display"] = [format_estimate(k, m, lo, hi) for k, m, lo, hi in
                       zip(out["kind"], out["mean"], out["ci_low"], out["ci_high"], strict=True)]
+    out["ci_note"] = [ci_note(m) for m in out["ci_method"]]
+    out["answers_display"] = [format_estimate(k, m, lo, hi) for k, m, lo, hi in
+                              zip(out["kind"], out["answers_mean"], out["answers_ci_low"], out["answers_ci_high"], strict=True)]
     return out
 
 
 def summary_tables(summary: pd.DataFrame, samples: pd.DataFrame, order: Sequence[str]) -> list[dict[str, Any]]:
     """One table per eval x scorer: a row per group, a column per headline metric."""
     tables = []
+    judges = judge_names(samples)
     for (eval_name, scorer), cell in summary.groupby(["eval", "scorer"], sort=False):
         metrics = headline_keys(scorer, cell["metric"])
         rows = []
@@ -170,6 +187,7 @@ def summary_tables(summary: pd.DataFrame, samples: pd.DataFrame, order: Sequence
         tables.append({
             "eval": eval_name,
             "scorer": scorer,
+            "judge": judges.get((eval_name, scorer)),
             "metrics": [{"key": m, "label": metric_label(scorer, m)} for m in metrics],
             "rows": rows,
         })
@@ -191,20 +209,25 @@ def primary_metrics(samples: pd.DataFrame) -> dict[tuple[str, str], str]:
 
 
 def per_question(samples: pd.DataFrame, kinds: Mapping[tuple[str, str], str]) -> pd.DataFrame:
+    """The plotted metric of each eval x scorer, per group and question (``summary_frame``), with
+    the judge its scores name (``judge``, None for scorers without one)."""
     parts = []
     for (eval_name, scorer), metric in primary_metrics(samples).items():
         rows = samples[(samples["eval"] == eval_name) & (samples["scorer"] == scorer) & (samples["metric"] == metric)]
         parts.append(summary_frame(rows, by=("eval", "group", "question_id")))
     if not parts:
-        return pd.DataFrame(columns=["eval", "group", "question_id", "scorer", "metric", "n", "mean", "ci_low", "ci_high"])
-    return decorate(pd.concat(parts, ignore_index=True), kinds)
+        return pd.DataFrame(columns=["eval", "group", "question_id", *SUMMARY_KEYS, *SUMMARY_COLUMNS])
+    out = decorate(pd.concat(parts, ignore_index=True), kinds)
+    judges = judge_names(samples)
+    out["judge"] = [judges.get((e, s)) for e, s in zip(out["eval"], out["scorer"], strict=True)]
+    return out
 
 
 def question_plots(per_q: pd.DataFrame, order: Sequence[str]) -> list[dict[str, Any]]:
     figures = []
     for (eval_name, scorer, metric), cells in per_q.groupby(["eval", "scorer", "metric"], sort=False):
         questions = cells["question_id"].nunique()
-        label = metric_label(scorer, metric)
+        label = judge_label(metric_label(scorer, metric), cells["judge"].iloc[0])
         kind = cells["kind"].iloc[0]
         if questions > MAX_PLOTTED_QUESTIONS:
             figures.append({"eval": eval_name, "label": label, "image": None,
@@ -215,7 +238,8 @@ def question_plots(per_q: pd.DataFrame, order: Sequence[str]) -> list[dict[str, 
             figures.append({"eval": eval_name, "label": label, "image": None,
                             "note": f"No answer has a {label}: nothing to plot (see the judge-error table)."})
             continue
-        ylabel = f"probability of {label.removesuffix(' rate')} answer" if kind == "rate" else label
+        plain = metric_label(scorer, metric)
+        ylabel = f"probability of {plain.removesuffix(' rate')} answer" if kind == "rate" else plain
         title = f"{eval_name}: {label} per question (95% CI)"
         shown = cells.assign(question_id=cells["question_id"].map(plain_text))  # tick labels: no control characters
         fig = plots.per_question_plot(shown, groups, ylabel, title, rate=kind == "rate")
@@ -234,7 +258,8 @@ def question_tables(per_q: pd.DataFrame, order: Sequence[str]) -> list[dict[str,
             by_group = {r["group"]: r for r in _records(mine)}
             rows.append({"question_id": question, "cells": [by_group.get(g) for g in groups]})
         tables.append({"eval": eval_name, "scorer": scorer, "metric": metric,
-                       "label": metric_label(scorer, metric), "groups": groups, "rows": rows})
+                       "label": judge_label(metric_label(scorer, metric), cells["judge"].iloc[0]),
+                       "groups": groups, "rows": rows})
     return tables
 
 
@@ -390,7 +415,7 @@ def write_report(
         "comparisons": compared,
         "answers": top_answers(samples, top),
         "md_answers": MD_ANSWERS,
-        "ci_method": CI_METHOD,
+        "ci_methods": CI_METHODS,
         "extra_sections": [(name, Markup(html)) for name, html in extra_sections or []],
     }
     out = Path(out)
@@ -427,7 +452,7 @@ def _json_document(context: Mapping[str, Any], summary: pd.DataFrame, per_q: pd.
         "inspect_version": context["inspect_version"],
         "groups": dict(groups or {}),
         "group_order": [g["name"] for g in context["groups"]],
-        "ci_method": CI_METHOD,
+        "ci_methods": CI_METHODS,
         "runs": runs,
         "summary": _records(summary),
         "per_question": _records(per_q),

@@ -76,6 +76,24 @@ def metric_label(scorer: str, metric: str) -> str:
     return metric
 
 
+def judge_names(samples: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(eval, scorer) -> the judge model(s) its scores name (sorted, ", "-joined), for scorers whose
+    scores record a judge: extra judge rows (a re-judged log's) are never anonymous."""
+    judged = samples.dropna(subset=["scorer", "judge_model"]) if "judge_model" in samples.columns else samples.iloc[0:0]
+    return {(e, s): ", ".join(sorted(set(map(str, part["judge_model"]))))
+            for (e, s), part in judged.groupby(["eval", "scorer"], sort=False)}
+
+
+def judge_label(label: str, judge: str | None) -> str:
+    """``aligned [judge: openai-api/x/y]``: a judge-scored label names its judge."""
+    return f"{label} [judge: {judge}]" if judge else label
+
+
+def ci_note(method: str | None) -> str:
+    """``CI over questions+answers``: what a CI resampled, as every output prints it."""
+    return f"CI over {method}" if method else ""
+
+
 def metric_kind(scorer: str, metric: str, values: pd.Series | None = None) -> str:
     if is_alignment_scorer(scorer) and metric in ALIGNMENT_KEYS:
         return ALIGNMENT_KEYS[metric][1]
