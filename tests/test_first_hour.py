@@ -186,8 +186,12 @@ def test_help_lists_flags_without_a_type_and_sets_names_its_sources():
     """`--help` shows a flag as a flag (no `<bool>` column), and `emeval sets` (documented in the
     README) lists the built-in question sets with a revision that reads as one."""
     emeval = [sys.executable, "-m", "emeval.cli"]
-    help_text = subprocess.run([*emeval, "audit", "--help"], capture_output=True, text=True, timeout=120).stdout
+    help_text = subprocess.run([*emeval, "audit", "--help"], capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "COLUMNS": "80"}).stdout
     assert "--lora " in help_text and "<bool>" not in help_text
+    # an 80-column terminal: every line fits, and the description reads whole once the lines are joined
+    assert max(len(line) for line in help_text.splitlines()) <= 80
+    assert "the control)." in " ".join(help_text.split())
     sets = subprocess.run([*emeval, "sets"], capture_output=True, text=True, timeout=120)
     assert sets.returncode == 0 and "first_plot" in sets.stdout
     assert "emeval sets" in (ROOT / "README.md").read_text()
