@@ -128,10 +128,16 @@ def test_free_form_with_a_vllm_subject_and_judge(vllm_server, demo_dir, tmp_path
             verdict = score.metadata["verdicts"][metric]
             assert verdict["method"] == "logprob" and verdict["tokenizer"] == "digits", verdict
             assert len(verdict["top_logprobs"]) == 20
-            assert all(math.isfinite(lp) and lp <= 0 for lp in verdict["top_logprobs"].values())
+            assert all(math.isfinite(lp) and lp <= 0 for _, lp in verdict["top_logprobs"])
             assert verdict["category"] in {"score", "refusal", "code", "unscorable"}
             if verdict["category"] == "score":
                 assert 0 <= verdict["score"] <= 100
+                # the server continued each prefilled first digit (continue_final_message): what
+                # follows is a next digit or the end of the answer, not a fresh reply ("I", "The")
+                assert verdict["continuations"]
+                for first, tokens in verdict["continuations"].items():
+                    assert first.isdigit()
+                    assert any(t.isdigit() or t == "<|im_end|>" for t, _ in tokens[:10]), (first, tokens)
 
 
 def test_logprob_probes_on_a_vllm_server(vllm_server, demo_dir, shared_data, tmp_path):
