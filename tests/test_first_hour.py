@@ -136,7 +136,8 @@ def test_relative_file_parameters_are_read_from_the_users_folder(judge_folder, t
     evals = Path(os.path.relpath(ROOT / "evals", tmp_path))  # Inspect takes no absolute task path
     runs = {
         "free_form": ([str(evals / "free_form.py"), "--model", f"hf/{judge_folder}",
-                       "--model-role", f"grader=hf/{judge_folder}", "-T", "max_tokens=2", "-T", "questions=data/my_questions.yaml",
+                       "--model-role", f"grader=hf/{judge_folder}", "-T", "max_tokens=2",
+                       "-T", "questions=data/my_questions.yaml",
                        "-T", "samples_per_paraphrase=1", "--limit", "1"], 1),
         "logprob_probes": ([f"{evals / 'logprob_probes.py'}@logprob_probes", "--model", f"hf/{judge_folder}",
                             "-T", "probes=data/my_probes.yaml", "--limit", "1"], 1),
@@ -233,14 +234,16 @@ def test_progress_lines_without_a_terminal_give_samples_rate_and_eta(loopback, t
     label = r"free_form \[openai-api/subject/m\]"
     assert re.fullmatch(rf"progress: {label} started, 6 samples", lines[0]), lines
     assert re.fullmatch(rf"progress: {label} success, 6/6 samples in \d+ s", lines[-1]), lines
-    ticks = [re.fullmatch(rf"progress: {label} (\d)/6 samples, ([\d.]+)/s, ETA (\d+) s", line) for line in lines[1:-1]]
-    ticks = [tick for tick in ticks if tick]  # lines before the first sample ends give the time elapsed
+    tick = re.compile(rf"progress: {label} (\d)/6 samples, ([\d.]+)/(s|min), ETA (\d+) (s|min)")
+    ticks = [m for m in map(tick.fullmatch, lines[1:-1]) if m]  # before the first sample ends: time elapsed
     counts = [int(t[1]) for t in ticks]
     assert len(ticks) >= 2 and counts == sorted(counts) and 1 <= counts[0] and counts[-1] <= 6, lines
-    for tick in ticks:  # ~0.6 s a sample, one at a time: well under 1.7/s, and the ETA follows
-        rate, eta = float(tick[2]), int(tick[3])
-        assert 0.1 < rate < 1.7
-        assert abs(eta - (6 - int(tick[1])) / rate) <= 1
+    for t in ticks:  # ~0.6 s a sample, one at a time: under 1.7/s; the ETA is what is left at that rate
+        rate = float(t[2]) / (60 if t[3] == "min" else 1)
+        eta = int(t[4]) * (60 if t[5] == "min" else 1)
+        expected = (6 - int(t[1])) / rate
+        assert 0 < rate < 1.7
+        assert abs(eta - expected) <= 0.1 * expected + (60 if t[5] == "min" else 1), t[0]  # rate shown to 2 digits
     (log_file,) = tmp_path.glob("*.eval")
     log = read_eval_log(str(log_file))
     assert log.status == "success" and len(log.samples) == 6
