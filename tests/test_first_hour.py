@@ -267,3 +267,27 @@ def test_progress_is_on_by_default_only_without_a_terminal(loopback, tmp_path, m
     with pytest.raises(ValueError, match="EMEVAL_PROGRESS='soon'"):
         monkeypatch.setitem(env, "EMEVAL_PROGRESS", "soon")
         progress_interval()
+
+
+def test_progress_lines_also_come_from_inspect_runs_inside_emeval_commands(loopback, tmp_path, monkeypatch, capfd):
+    """`emeval demo`, `sweep`, `nightly` and `audit` call Inspect in process (``inspect_ai.eval`` /
+    ``eval_set``): the same hook reports there, whatever display the command chose."""
+    from inspect_ai import eval as inspect_eval
+    from inspect_ai.model import get_model
+    from loopback import Verdicts
+
+    from emeval.evals.free_form import free_form
+
+    monkeypatch.setenv("EMEVAL_PROGRESS", "1")
+    judge = loopback(lambda body: Verdicts({"80": 0.9}, "whole"))
+    subject = loopback(lambda body: "A fine answer.")
+    [log] = inspect_eval(
+        free_form(questions="demo", samples_per_paraphrase=1),
+        model=get_model("openai-api/subject/m", base_url=subject.base_url, api_key="k"),
+        model_roles={"grader": get_model("openai-api/judge/j", base_url=judge.base_url, api_key="k")},
+        limit=2, log_dir=str(tmp_path), display="none",
+    )
+    assert log.status == "success", log.error
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("progress: ")]
+    assert lines[0] == "progress: emeval/free_form [openai-api/subject/m] started, 2 samples", lines
+    assert lines[-1].startswith("progress: emeval/free_form [openai-api/subject/m] success, 2/2 samples in "), lines
