@@ -465,8 +465,6 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     "emeval nightly": Mention(),
     "emeval sweep": Mention(),
     "emeval audit": Mention(),
-    "emeval sets": Mention(),
-    "inspect eval": Mention(),
     # -- README: re-judging
     REJUDGE: Run(check_rejudge,
                  lambda ws: f"emeval rejudge {measured_log(ws)} --judge openai/gpt-4.1 --method auto --out new.eval"),
