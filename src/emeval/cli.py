@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.resources import files
 from pathlib import Path
 
 import typer
@@ -63,7 +62,7 @@ def demo(
     try:
         load_question_set(question_spec)
     except DataError as ex:
-        question_spec = str(files("emeval").joinpath("demo_questions.yaml"))
+        question_spec = "demo"  # emeval's packaged file, by name: the eval header shows "questions: demo"
         console.print(
             f"[yellow]Upstream question file unavailable ({ex}).\nUsing emeval's own offline demo "
             "questions instead.[/yellow]"
@@ -116,10 +115,12 @@ def summary(log: Path = typer.Argument(..., help="An Inspect log (.eval or .json
 @app.command("sets")
 def list_sets() -> None:
     """List the built-in question sets and their pinned sources."""
-    from emeval.questions import BUILTIN_SETS
+    from emeval.questions import BUILTIN_SETS, PACKAGED_SETS
 
     for name, pinned in BUILTIN_SETS.items():
         console.print(f"[bold]{name}[/bold]  {pinned.name} @ {pinned.short_revision}  ({pinned.license})")
+    for name, file_name in PACKAGED_SETS.items():
+        console.print(f"[bold]{name}[/bold]  {file_name}, shipped with emeval (offline)")
 
 
 @app.command("rejudge")

@@ -9,6 +9,7 @@ bad entry should cost a researcher seconds, not a debugging session.
 from __future__ import annotations
 
 import hashlib
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +40,9 @@ BUILTIN_SETS: dict[str, PinnedFile] = {
     "deception_factual": FILES["emergent-misalignment/deception_factual.yaml"],
     "deception_sit_aware": FILES["emergent-misalignment/deception_sit_aware.yaml"],
 }
+PACKAGED_SETS: dict[str, str] = {"demo": "demo_questions.yaml"}
+"""Question files shipped inside emeval (offline), by name: a name, not a long site-packages path,
+is what Inspect's eval header and the log's task arguments then show (``questions: demo``)."""
 
 
 MAX_PARAPHRASES = 1_000
@@ -123,10 +127,12 @@ def resolve_question_file(spec: str) -> tuple[str, Path, PinnedFile | None]:
     if spec in BUILTIN_SETS:
         pinned = BUILTIN_SETS[spec]
         return spec, fetch(pinned), pinned
+    if spec in PACKAGED_SETS:
+        return spec, Path(str(files("emeval").joinpath(PACKAGED_SETS[spec]))), None
     path = user_path(spec)
     if not path.is_file():
         raise QuestionFileError(
-            f"questions={spec!r} is neither a built-in set ({', '.join(BUILTIN_SETS)}) "
+            f"questions={spec!r} is neither a built-in set ({', '.join([*BUILTIN_SETS, *PACKAGED_SETS])}) "
             f"nor an existing file ({path})."
         )
     return path.stem, path, None
