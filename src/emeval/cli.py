@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -85,10 +86,11 @@ def demo(
         model_roles={"grader": judge},
         limit=questions * samples,  # samples are question-major: the first N questions
         log_dir=str(log_dir),
-        # Inspect's log display: a timestamped progress line as samples finish, in a terminal or
-        # not, and no results panel of its own (the table below is the one summary)
-        display="log",
-        log_level="info",
+        # in a terminal, Inspect's log display (a timestamped line as samples finish, no results
+        # panel of its own: the table below is the one summary); without one, the emeval/progress
+        # hook's lines alone, not both kinds
+        display="log" if sys.stdout.isatty() else "none",
+        log_level="info" if sys.stdout.isatty() else None,
     )
     from emeval.summary import print_summary
 
