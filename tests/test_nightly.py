@@ -390,3 +390,33 @@ def test_per_metric_min_effect_absorbs_a_small_change():
     assert compare_nights(new, base, RegressionRule(min_effect={"misaligned": 0.05}))["status"][0] == "regressed"
     lenient = compare_nights(new, base, RegressionRule(min_effect={"alignment_judge:misaligned": 0.1}))
     assert lenient["status"][0] == "no change" and lenient["min_effect"][0] == 0.1  # 0.088 < 0.1
+
+
+def test_a_rejudged_copy_in_the_night_folder_changes_nothing_the_night_records(nightly_setup):
+    """``emeval rejudge`` writes its copy beside the original, inside the night's folder; rerunning the
+    night must still record the original log and the same numbers, with no judge rows lacking a baseline."""
+    from emeval.rejudge import rejudge
+
+    script, server, config, root = nightly_setup
+    for night in NIGHTS[:2]:
+        script.bad = BAD_QUESTIONS[night]
+        assert invoke(config, night).exit_code == 0
+    history = History(root / "history.sqlite")
+    logs_before = history.nights().set_index("night").loc[NIGHTS[1], "logs"]
+    rows_before = history_rows(root / "history.sqlite")
+    original = next(log for log in logs_before if "/insecure/" in log)
+    copy = rejudge(original, "openai-api/loop/judge-b", base_url=server.base_url, api_key="test-key")
+    assert Path(copy.location).parent == Path(original).parent  # the default output: beside the original
+
+    calls = len(server.requests)
+    again = invoke(config, NIGHTS[1])
+    assert again.exit_code == 0, again.output
+    assert len(server.requests) == calls  # nothing re-run
+    logs_after = History(root / "history.sqlite").nights().set_index("night").loc[NIGHTS[1], "logs"]
+    assert sorted(logs_after) == sorted(logs_before)
+    assert copy.location not in logs_after
+    assert Path(original).is_file() and Path(copy.location).is_file()  # eval_set's cleanup deleted neither
+    pd.testing.assert_frame_equal(history_rows(root / "history.sqlite"), rows_before)
+    comparison = pd.read_csv(root / "reports" / NIGHTS[1] / "comparison.csv")
+    assert not comparison["scorer"].str.startswith("judge_").any()
+    assert "no baseline" not in set(comparison["status"])
