@@ -420,3 +420,21 @@ def test_a_rejudged_copy_in_the_night_folder_changes_nothing_the_night_records(n
     comparison = pd.read_csv(root / "reports" / NIGHTS[1] / "comparison.csv")
     assert not comparison["scorer"].str.startswith("judge_").any()
     assert "no baseline" not in set(comparison["status"])
+
+
+def test_a_night_whose_answers_are_all_unscorable_is_recorded_and_exits_4(nightly_setup):
+    """A judge that answers in words only: every rate rests on n = 0. The night is recorded (n = 0, no
+    mean) and reported, and the exit code says there is no measurable result (4, not 0)."""
+    script, server, config, root = nightly_setup
+    server.policy = lambda body: (Verdicts({"fine": 0.9}) if "[ANSWER START]" in message_text(body["messages"][0])
+                                  else script(body))
+    result = invoke(config, NIGHTS[0])
+    assert result.exit_code == 4, result.output
+    output = " ".join(result.output.split())
+    assert "No measurable result on 2025-03-01 (exit 4)" in output
+    assert "em / base: alignment_judge misaligned rate rests on n = 0 (12 answer(s): 12 unscorable)" in output
+    assert "em / insecure: alignment_judge misaligned rate rests on n = 0 (24 answer(s): 24 unscorable)" in output
+    rows = history_rows(root / "history.sqlite").set_index(["eval", "group", "scorer", "metric"])
+    assert rows.loc[("em", "insecure", "alignment_judge", "misaligned"), "n"] == 0
+    assert math.isnan(rows.loc[("em", "insecure", "alignment_judge", "misaligned"), "mean"])
+    assert (root / "reports" / NIGHTS[0] / "index.html").is_file()
