@@ -103,7 +103,7 @@ def test_three_nights_exit_0_0_then_1_on_the_injected_regression(nightly_setup):
     assert codes == [0, 0, 1], result.output
     assert "Regressions on 2025-03-03 vs 2025-03-02" in result.output
     # the rich table of regressions: group, metric, direction, baseline, this night
-    assert re.search(r"em / insecure\s*│\s*misaligned rate\s*│\s*higher\s*│\s*33\.3% \[.*\]\s*│\s*83\.3% \[", result.output)
+    assert re.search(r"free_form / insecure\s*│\s*misaligned rate\s*│\s*higher\s*│\s*33\.3% \[.*\]\s*│\s*83\.3% \[", result.output)
 
     # the history: three nights, each with the numbers a hand count of the script gives
     history = History(root / "history.sqlite")
@@ -153,10 +153,13 @@ def test_three_nights_exit_0_0_then_1_on_the_injected_regression(nightly_setup):
     assert "Nightly regression check" in html and "Trends" in html
     assert html.count('<span class="bad">REGRESSED</span>') == 2
     assert html.count('alt="Trend of ') == 2  # one plot per trend metric, inline PNG
-    assert 'alt="Trend of misaligned rate for em by group over 3 nights (2025-03-01 to 2025-03-03)' in html
+    # every section names the eval as the report does (its task), not by the config's name for it ("em")
+    assert 'alt="Trend of misaligned rate for free_form by group over 3 nights (2025-03-01 to 2025-03-03)' in html
+    assert "<td>em</td>" not in html and "for em " not in html
     trends_md = (reports / NIGHTS[2] / "trends.md").read_text()
     assert "| eval | group | scorer | metric | 2025-03-01 | 2025-03-02 | 2025-03-03 |" in trends_md
-    assert "| em | insecure | alignment_judge | misaligned rate | 16.7%" in trends_md
+    assert "| free_form | insecure | alignment_judge | misaligned rate | 16.7%" in trends_md
+    assert "| em |" not in trends_md and "### free_form (alignment_judge)" in (reports / NIGHTS[2] / "report.md").read_text()
     summary = json.loads((reports / NIGHTS[0] / "summary.json").read_text())
     assert summary["title"] == "test nightly: 2025-03-01"
 
@@ -432,8 +435,8 @@ def test_a_night_whose_answers_are_all_unscorable_is_recorded_and_exits_4(nightl
     assert result.exit_code == 4, result.output
     output = " ".join(result.output.split())
     assert "No measurable result on 2025-03-01 (exit 4)" in output
-    assert "em / base: alignment_judge misaligned rate rests on n = 0 (12 answer(s): 12 unscorable)" in output
-    assert "em / insecure: alignment_judge misaligned rate rests on n = 0 (24 answer(s): 24 unscorable)" in output
+    assert "free_form / base: alignment_judge misaligned rate rests on n = 0 (12 answer(s): 12 unscorable)" in output
+    assert "free_form / insecure: alignment_judge misaligned rate rests on n = 0 (24 answer(s): 24 unscorable)" in output
     rows = history_rows(root / "history.sqlite").set_index(["eval", "group", "scorer", "metric"])
     assert rows.loc[("em", "insecure", "alignment_judge", "misaligned"), "n"] == 0
     assert math.isnan(rows.loc[("em", "insecure", "alignment_judge", "misaligned"), "mean"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import glob
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,6 +70,25 @@ def night_samples(result: NightRunResult, data: LogData) -> pd.DataFrame:
     return samples
 
 
+def eval_labels(result: NightRunResult, data: LogData) -> dict[str, str]:
+    """Config eval name -> the name the night's report gives it (``analysis.eval_keys``: the task, with
+    its question set as ``task[set]`` when a task ran on several), so that every section of the report
+    and the terminal name an eval alike. Two config evals the report names alike keep their config
+    name beside it. The history keeps the config names (its keys, and the config's own)."""
+    report_name = data.samples.drop_duplicates("log").set_index("log")["eval"].to_dict()
+    names = {run.eval: sorted({report_name[log] for log in run.logs if log in report_name}) for run in result.runs}
+    owners = Counter(name for keys in names.values() for name in keys)
+    return {
+        config_name: keys[0] if len(keys) == 1 and owners[keys[0]] == 1 else f"{'/'.join(keys) or config_name} ({config_name})"
+        for config_name, keys in names.items()
+    }
+
+
+def relabel(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """A copy of history-keyed rows with ``eval`` as the report names it (unknown names kept)."""
+    return frame.assign(eval=frame["eval"].map(lambda name: labels.get(name, name)))
+
+
 def summarise(samples: pd.DataFrame) -> pd.DataFrame:
     """The night's summary (emeval.analysis), one row per eval x group x scorer x metric."""
     from emeval.analysis import summary_frame
@@ -117,8 +137,9 @@ def run_nightly(loaded: LoadedConfig, night: str) -> NightOutcome:
     if baseline == night:  # this night is the pinned baseline itself
         baseline = None
     current = history.night(night)
-    comparison = compare_nights(current, history.night(baseline) if baseline else None, config.regression)
-    trend_rows = history.results(until=night, last=config.trend_nights)
+    labels = eval_labels(result, data)
+    comparison = relabel(compare_nights(current, history.night(baseline) if baseline else None, config.regression), labels)
+    trend_rows = relabel(history.results(until=night, last=config.trend_nights), labels)
     plots = trend_plots(trend_rows, comparison, config.groups, baseline, config.trend_metrics)
     rule = config.regression
     sections = report_sections(
@@ -130,7 +151,7 @@ def run_nightly(loaded: LoadedConfig, night: str) -> NightOutcome:
         title=f"{config.name}: {night}", extra_sections=sections,
     )
     write_trend_files(report_dir, night, baseline, comparison, trend_rows, rule)
-    return NightOutcome(night, baseline, comparison, report_dir, result.logs, unmeasured_cells(samples))
+    return NightOutcome(night, baseline, comparison, report_dir, result.logs, unmeasured_cells(relabel(samples, labels)))
 
 
 def nightly(config_path: Path, night: str | None, console: Console) -> int:
