@@ -93,3 +93,23 @@ def test_compare_with_a_side_that_has_no_headline_exits_4(runs):
     assert f"free_form: alignment_judge misaligned rate rests on n = 0 on B = {runs.unscorable}" in text
     result, text = invoke("compare", runs.scored, runs.scored)
     assert result.exit_code == 0, result.output
+
+
+def test_a_judge_only_one_side_holds_is_not_flagged_on_the_other():
+    """compare of a run and its re-judged copy: the copy's extra judge has no A side, which is no n = 0
+    headline; a scorer a side holds whose headline is empty there is, and so is a side with no headline."""
+    import pandas as pd
+
+    from emeval.measurable import unmeasured_comparisons
+
+    def rows(*cells):
+        return pd.DataFrame([dict(eval="free_form", scorer=s, metric=m, question_id="", n_a=a, n_b=b)
+                             for s, m, a, b in cells])
+
+    extra_judge = rows(("alignment_judge", "misaligned", 6, 6), ("judge_x", "misaligned", 0, 6))
+    assert unmeasured_comparisons(extra_judge, "run", "copy") == []
+    empty_b = rows(("alignment_judge", "is_unscorable", 8, 8), ("alignment_judge", "misaligned", 6, 0))
+    assert unmeasured_comparisons(empty_b, "run", "other") == [
+        "free_form: alignment_judge misaligned rate rests on n = 0 on B = other"]
+    assert unmeasured_comparisons(rows(("alignment_judge", "misaligned", 6, 0)), "run", "other") == [
+        "free_form: no headline has a value on B = other"]

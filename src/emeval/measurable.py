@@ -76,21 +76,32 @@ def unmeasured_cells(samples: pd.DataFrame, by: Sequence[str] = ("eval", "group"
 
 
 def unmeasured_comparisons(result: pd.DataFrame, a: str, b: str) -> list[str]:
-    """``emeval compare``'s overall rows: one line per eval x scorer whose headline is n = 0 on a side."""
+    """``emeval compare``'s overall rows: per eval, each scorer a side holds whose headline is n = 0
+    there, and each side on which no scorer's headline has a value (e.g. every sample errored).
+    A judge only one side holds (a re-judged copy's extra judge) is not flagged on the other."""
     overall = result[result["question_id"] == ""]
     if overall.empty:
         return [f"no metric has a value on either side (A = {a}, B = {b})"]
+    sides = (("a", "A", a), ("b", "B", b))
     lines = []
-    for (eval_name, scorer), rows in overall.groupby(["eval", "scorer"], sort=False):
-        metric = headline_key(str(scorer), rows["metric"].unique())
-        if metric is None:
-            continue
-        row = rows[rows["metric"] == metric]
-        n_a, n_b = (int(row[f"n_{s}"].iloc[0]) if len(row) else 0 for s in ("a", "b"))
-        empty = [f"{name} = {side}" for name, side, n in (("A", a, n_a), ("B", b, n_b)) if n == 0]
-        if empty:
-            lines.append(f"{eval_name}: {scorer} {metric_label(str(scorer), metric)} rests on n = 0 "
-                         f"on {' and '.join(empty)}")
+    for eval_name, cell in overall.groupby("eval", sort=False):
+        measured = {s: False for s, _, _ in sides}
+        flagged = {s: False for s, _, _ in sides}
+        for scorer, rows in cell.groupby("scorer", sort=False):
+            metric = headline_key(str(scorer), rows["metric"].unique())
+            if metric is None:
+                continue
+            row = rows[rows["metric"] == metric]
+            for side, name, value in sides:
+                n = int(row[f"n_{side}"].iloc[0]) if len(row) else 0
+                measured[side] |= n > 0
+                if n == 0 and (rows[f"n_{side}"] > 0).any():  # the side holds this scorer, not its headline
+                    flagged[side] = True
+                    lines.append(f"{eval_name}: {scorer} {metric_label(str(scorer), metric)} rests on n = 0 "
+                                 f"on {name} = {value}")
+        for side, name, value in sides:
+            if not measured[side] and not flagged[side]:
+                lines.append(f"{eval_name}: no headline has a value on {name} = {value}")
     return lines
 
 
