@@ -400,8 +400,8 @@ def test_logs_with_no_common_answers_are_a_clear_error(world, tmp_path):
     other = tmp_path / "other.eval"
     write_eval_log(log, str(other))
     with pytest.raises(LogError, match=r"no answer \(sample id x epoch\) was scored by both"):
-        compare_logs(world.original, other)
-    result, text = invoke("judge-agreement", world.original, other)
+        compare_logs(world.original, other, "alignment_judge", "alignment_judge")
+    result, text = invoke("judge-agreement", world.original, other, "--a", "alignment_judge", "--b", "alignment_judge")
     assert result.exit_code == 1 and "other.eval" in text and "scored by both" in text
 
 
