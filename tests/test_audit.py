@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -343,4 +344,15 @@ def test_audit_end_to_end_on_the_embedded_model(demo_dir, loopback, tmp_path, mo
     assert json.loads((out / "audit.json").read_text())["metrics"] == result["metrics"]
     # ... and only the same audit
     changed = CliRunner().invoke(app, [*args[:7], "2e-4", *args[8:]])
-    assert changed.exit_code == 1 and "train differ" in changed.output
+    assert changed.exit_code == 1, changed.output
+    assert "train.lr: 0.0001 in the folder, 0.0002 now" in " ".join(changed.output.split())  # names the field
+
+    # every answer of every run unscorable (a judge that answers in words only): no "n/a" table that
+    # exits 0; the audit names the headline that rests on n = 0 and exits 4
+    server.policy = lambda body: Verdicts({"fine": 0.9})
+    monkeypatch.setenv("INSPECT_CACHE_DIR", str(tmp_path / "fresh-cache"))  # the judge is asked again
+    shutil.rmtree(out / "logs")  # the copies are reused; the evals run again
+    unmeasured = CliRunner().invoke(app, args)
+    assert unmeasured.exit_code == 4, unmeasured.output + repr(unmeasured.exception)
+    assert ("No measurable result (exit 4)" in unmeasured.output and "free_form: alignment_judge misaligned rate "
+            "rests on n = 0 in the before, after, control runs" in " ".join(unmeasured.output.split()))

@@ -260,8 +260,9 @@ def test_nothing_scorable_is_n_a_not_nan(loopback, tmp_path):
     assert metrics["n_judged"] == 0 and metrics["n_coherent"] == 0 and metrics["n_invalid_judge_output"] == 2
     shown = subprocess.run([str(Path(sys.executable).parent / "emeval"), "summary", str(path)], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=120)
-    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert shown.returncode == 4, shown.stderr[-2000:]  # no measurable result: flagged, never a silent 0
     assert shown.stdout.count("n/a (n=0)") == 3 and "nan" not in shown.stdout.lower()
+    assert "alignment_judge misaligned rate rests on n = 0" in " ".join(shown.stdout.split())
     assert "of which invalid judge output" in shown.stdout
 
 

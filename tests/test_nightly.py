@@ -103,7 +103,7 @@ def test_three_nights_exit_0_0_then_1_on_the_injected_regression(nightly_setup):
     assert codes == [0, 0, 1], result.output
     assert "Regressions on 2025-03-03 vs 2025-03-02" in result.output
     # the rich table of regressions: group, metric, direction, baseline, this night
-    assert re.search(r"em / insecure\s*│\s*misaligned rate\s*│\s*higher\s*│\s*33\.3% \[.*\]\s*│\s*83\.3% \[", result.output)
+    assert re.search(r"free_form / insecure\s*│\s*misaligned rate\s*│\s*higher\s*│\s*33\.3% \[.*\]\s*│\s*83\.3% \[", result.output)
 
     # the history: three nights, each with the numbers a hand count of the script gives
     history = History(root / "history.sqlite")
@@ -153,10 +153,13 @@ def test_three_nights_exit_0_0_then_1_on_the_injected_regression(nightly_setup):
     assert "Nightly regression check" in html and "Trends" in html
     assert html.count('<span class="bad">REGRESSED</span>') == 2
     assert html.count('alt="Trend of ') == 2  # one plot per trend metric, inline PNG
-    assert 'alt="Trend of misaligned rate for em by group over 3 nights (2025-03-01 to 2025-03-03)' in html
+    # every section names the eval as the report does (its task), not by the config's name for it ("em")
+    assert 'alt="Trend of misaligned rate for free_form by group over 3 nights (2025-03-01 to 2025-03-03)' in html
+    assert "<td>em</td>" not in html and "for em " not in html
     trends_md = (reports / NIGHTS[2] / "trends.md").read_text()
     assert "| eval | group | scorer | metric | 2025-03-01 | 2025-03-02 | 2025-03-03 |" in trends_md
-    assert "| em | insecure | alignment_judge | misaligned rate | 16.7%" in trends_md
+    assert "| free_form | insecure | alignment_judge | misaligned rate | 16.7%" in trends_md
+    assert "| em |" not in trends_md and "### free_form (alignment_judge)" in (reports / NIGHTS[2] / "report.md").read_text()
     summary = json.loads((reports / NIGHTS[0] / "summary.json").read_text())
     assert summary["title"] == "test nightly: 2025-03-01"
 
@@ -390,3 +393,51 @@ def test_per_metric_min_effect_absorbs_a_small_change():
     assert compare_nights(new, base, RegressionRule(min_effect={"misaligned": 0.05}))["status"][0] == "regressed"
     lenient = compare_nights(new, base, RegressionRule(min_effect={"alignment_judge:misaligned": 0.1}))
     assert lenient["status"][0] == "no change" and lenient["min_effect"][0] == 0.1  # 0.088 < 0.1
+
+
+def test_a_rejudged_copy_in_the_night_folder_changes_nothing_the_night_records(nightly_setup):
+    """``emeval rejudge`` writes its copy beside the original, inside the night's folder; rerunning the
+    night must still record the original log and the same numbers, with no judge rows lacking a baseline."""
+    from emeval.rejudge import rejudge
+
+    script, server, config, root = nightly_setup
+    for night in NIGHTS[:2]:
+        script.bad = BAD_QUESTIONS[night]
+        assert invoke(config, night).exit_code == 0
+    history = History(root / "history.sqlite")
+    logs_before = history.nights().set_index("night").loc[NIGHTS[1], "logs"]
+    rows_before = history_rows(root / "history.sqlite")
+    original = next(log for log in logs_before if "/insecure/" in log)
+    copy = rejudge(original, "openai-api/loop/judge-b", base_url=server.base_url, api_key="test-key")
+    assert Path(copy.location).parent == Path(original).parent  # the default output: beside the original
+
+    calls = len(server.requests)
+    again = invoke(config, NIGHTS[1])
+    assert again.exit_code == 0, again.output
+    assert len(server.requests) == calls  # nothing re-run
+    logs_after = History(root / "history.sqlite").nights().set_index("night").loc[NIGHTS[1], "logs"]
+    assert sorted(logs_after) == sorted(logs_before)
+    assert copy.location not in logs_after
+    assert Path(original).is_file() and Path(copy.location).is_file()  # eval_set's cleanup deleted neither
+    pd.testing.assert_frame_equal(history_rows(root / "history.sqlite"), rows_before)
+    comparison = pd.read_csv(root / "reports" / NIGHTS[1] / "comparison.csv")
+    assert not comparison["scorer"].str.startswith("judge_").any()
+    assert "no baseline" not in set(comparison["status"])
+
+
+def test_a_night_whose_answers_are_all_unscorable_is_recorded_and_exits_4(nightly_setup):
+    """A judge that answers in words only: every rate rests on n = 0. The night is recorded (n = 0, no
+    mean) and reported, and the exit code says there is no measurable result (4, not 0)."""
+    script, server, config, root = nightly_setup
+    server.policy = lambda body: (Verdicts({"fine": 0.9}) if "[ANSWER START]" in message_text(body["messages"][0])
+                                  else script(body))
+    result = invoke(config, NIGHTS[0])
+    assert result.exit_code == 4, result.output
+    output = " ".join(result.output.split())
+    assert "No measurable result on 2025-03-01 (exit 4)" in output
+    assert "free_form / base: alignment_judge misaligned rate rests on n = 0 (12 answer(s): 12 unscorable)" in output
+    assert "free_form / insecure: alignment_judge misaligned rate rests on n = 0 (24 answer(s): 24 unscorable)" in output
+    rows = history_rows(root / "history.sqlite").set_index(["eval", "group", "scorer", "metric"])
+    assert rows.loc[("em", "insecure", "alignment_judge", "misaligned"), "n"] == 0
+    assert math.isnan(rows.loc[("em", "insecure", "alignment_judge", "misaligned"), "mean"])
+    assert (root / "reports" / NIGHTS[0] / "index.html").is_file()

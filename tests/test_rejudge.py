@@ -400,8 +400,8 @@ def test_logs_with_no_common_answers_are_a_clear_error(world, tmp_path):
     other = tmp_path / "other.eval"
     write_eval_log(log, str(other))
     with pytest.raises(LogError, match=r"no answer \(sample id x epoch\) was scored by both"):
-        compare_logs(world.original, other)
-    result, text = invoke("judge-agreement", world.original, other)
+        compare_logs(world.original, other, "alignment_judge", "alignment_judge")
+    result, text = invoke("judge-agreement", world.original, other, "--a", "alignment_judge", "--b", "alignment_judge")
     assert result.exit_code == 1 and "other.eval" in text and "scored by both" in text
 
 
@@ -525,3 +525,51 @@ def test_every_judge_row_of_a_rejudged_folder_names_its_judge(world, tmp_path):
     markdown = (write_report([folder], None, tmp_path / "report").parent / "report.md").read_text()
     assert "### free_form (alignment_judge), judge: openai-api/loop/judge-a" in markdown
     assert f"### free_form ({B_SCORER}), judge: {B_MODEL}" in markdown
+
+
+# -- which judges two logs compare by default ---------------------------------------------------
+
+C_SCORER = "judge_openai_api_loopc_judge_c"
+
+
+@pytest.fixture(scope="module")
+def copy_c(world):
+    """A second re-judged copy of the same run: judge C, which scores as judge A does."""
+    server_c = LoopbackServer(judge_policy(JUDGE_A)).start()
+    try:
+        yield rejudge(world.original, "openai-api/loopc/judge-c", out=world.tmp / "copy-c.eval",
+                      base_url=server_c.base_url, api_key="key-c")
+    finally:
+        server_c.stop()
+
+
+def test_two_logs_compare_their_different_judges_by_default(world, copy_c):
+    # two re-judged copies of one run: judge B vs judge C, never the original judge with itself
+    _, result = compare_logs(world.new, copy_c.location)
+    assert (result.a, result.b) == (B_SCORER, C_SCORER)
+    assert_matches(result, hand_agreement(expected(JUDGE_B), expected(JUDGE_A)))
+    # the original and its re-judged copy: the original judge vs the new one, either way round
+    _, result = compare_logs(world.original, world.new)
+    assert (result.a, result.b) == ("alignment_judge", B_SCORER)
+    assert (result.a_model, result.b_model) == ("openai-api/loop/judge-a", B_MODEL)
+    assert_matches(result, hand_agreement(expected(JUDGE_A), expected(JUDGE_B)))
+    _, result = compare_logs(world.new, world.original)
+    assert (result.a, result.b) == (B_SCORER, "alignment_judge")
+    # one judge named: the other log's own judge
+    _, result = compare_logs(world.new, copy_c.location, scorer_a="alignment_judge")
+    assert (result.a, result.b) == ("alignment_judge", C_SCORER)
+
+    cli, text = invoke("judge-agreement", world.new, copy_c.location)
+    assert cli.exit_code == 0, cli.output
+    assert f"{B_SCORER}: {B_MODEL}" in text and "Cohen's kappa (misaligned flag) 0.333 6" in text
+
+
+def test_two_logs_holding_the_same_judges_are_refused_by_default(world):
+    message = r"ambiguous \(both logs hold the same judges.*alignment_judge \(openai-api/loop/judge-a\)"
+    with pytest.raises(LogError, match=message):
+        compare_logs(world.new, world.new)
+    cli, text = invoke("judge-agreement", world.new, world.new)
+    assert cli.exit_code == 1 and "--a SCORER --b SCORER" in text and "Spearman" not in text
+    # named explicitly, the choice is the user's, and the result says what it is
+    _, result = compare_logs(world.new, world.new, "alignment_judge", "alignment_judge")
+    assert result.kappa == 1.0 and any("perfect by construction" in note for note in result.notes)

@@ -225,6 +225,7 @@ def test_sweep_finds_the_transition_and_resumes(training_run: Path, tmp_path: Pa
     report = (out / "report.md").read_text()
     assert "## logprob_probes: p_misaligned\n\ntransition at step 30 (after step 20)" in report
     assert "plots/logprob_probes__p_misaligned.png" in report
+    assert f"- base: `hf: {training_run / 'base'}`" in report and "hf//" not in report  # a path, no double slash
     assert "p_misaligned: transition at step 30" in result.output
 
     # Resume: nothing to do, no model loaded, same curves.

@@ -21,7 +21,15 @@ from typing import Any
 import pandas as pd
 from inspect_ai.log import EvalLog
 
-from emeval.judge_logs import LogError, judge_model, judge_scorer_names, read_log, recorded_scorer
+from emeval.judge_logs import (
+    PRIMARY_JUDGE,
+    LogError,
+    judge_model,
+    judge_scorer_names,
+    read_log,
+    recorded_scorer,
+    rejudged_source,
+)
 from emeval.user_files import MAX_LINES_FILE_BYTES, MAX_SAMPLE_ID_LENGTH, closest, shown
 
 INDICATORS = frozenset(
@@ -198,27 +206,92 @@ def _pick(log: EvalLog, source: Path, wanted: str | None, skip: str | None = Non
     return rest[0]
 
 
+def _same_answers(first: EvalLog, second: EvalLog) -> bool:
+    """Whether the two logs hold one run's answers (the same log, or one re-judged from the other or
+    both from one source): a judge both hold then has the very same scores on both sides."""
+    def source(log: EvalLog) -> str:
+        return str((rejudged_source(log) or {}).get("eval_id") or log.eval.eval_id)
+
+    return source(first) == source(second)
+
+
+def _judges(log: EvalLog, path: Path, wanted: str | None) -> dict[str, str | None]:
+    """Judge scorer -> its model: the one asked for, else every judge of the log."""
+    names = [_pick(log, path, wanted)] if wanted else judge_scorer_names(log)
+    if not names:
+        raise LogError(f"{path}: needs a judge scorer (judge scorers: none)")
+    return {name: judge_model(log, name) for name in names}
+
+
+def _default_pair(
+    first: EvalLog, path_a: Path, second: EvalLog, path_b: Path, scorer_a: str | None, scorer_b: str | None
+) -> tuple[str, str]:
+    """The two judges to compare when two logs are given: different judges by default, never one
+    judge with itself (which agrees perfectly by construction).
+
+    A judge is a scorer name with its model. Each log's own judge (one the other log lacks) is taken
+    when each has exactly one; a log that adds one judge to the other's answers (``emeval rejudge``)
+    is compared with the original's primary judge. Anything else is ambiguous: refused, naming the
+    judges, so that ``--a``/``--b`` choose."""
+    judges_a, judges_b = _judges(first, path_a, scorer_a), _judges(second, path_b, scorer_b)
+    own_a = [n for n, m in judges_a.items() if judges_b.get(n, object()) != m]
+    own_b = [n for n, m in judges_b.items() if judges_a.get(n, object()) != m]
+    same = _same_answers(first, second)
+
+    def original(judges: dict[str, str | None], where: Path) -> str | None:
+        """The one judge of a log, or (for the source of a re-judged copy) its primary judge."""
+        if len(judges) == 1:
+            return next(iter(judges))
+        return PRIMARY_JUDGE if same and PRIMARY_JUDGE in judges else None
+
+    pair_: tuple[str | None, str | None] = (None, None)
+    if len(own_a) == 1 and len(own_b) == 1:
+        pair_ = own_a[0], own_b[0]
+    elif not own_a and len(own_b) == 1:
+        pair_ = original(judges_a, path_a), own_b[0]
+    elif not own_b and len(own_a) == 1:
+        pair_ = own_a[0], original(judges_b, path_b)
+    if pair_[0] is not None and pair_[1] is not None:
+        return pair_[0], pair_[1]
+
+    def listed(judges: dict[str, str | None]) -> str:
+        return ", ".join(f"{n} ({m or 'unknown model'})" for n, m in judges.items())
+
+    why = ("both logs hold the same judges, so a default pair would compare a judge with itself"
+           if not own_a and not own_b else "more than one pair of different judges is possible")
+    raise LogError(
+        f"{path_a} vs {path_b}: which judges to compare is ambiguous ({why}). "
+        f"A holds {listed(judges_a)}; B holds {listed(judges_b)}. Name them: --a SCORER --b SCORER"
+    )
+
+
 def compare_logs(
     log_a: str | Path, log_b: str | Path | None = None, scorer_a: str | None = None, scorer_b: str | None = None
 ) -> tuple[pd.DataFrame, Agreement]:
-    """Two judges on the same answers: the first judge scorer of each of two logs (e.g. the same
-    answers judged in two runs), or two judge scorers of one log (e.g. after ``rejudge``)."""
+    """Two judges on the same answers: two judge scorers of one log (e.g. after ``rejudge``: its
+    first two), or one judge of each of two logs (``_default_pair``: their different judges)."""
     path_a = Path(log_a)
     first = read_log(path_a)
-    name_a = _pick(first, path_a, scorer_a)
     if log_b is None:
+        name_a = _pick(first, path_a, scorer_a)
         second, path_b = first, path_a
         name_b = _pick(first, path_a, scorer_b, skip=name_a)
         where = str(path_a)
     else:
         path_b = Path(log_b)
         second = read_log(path_b)
-        name_b = _pick(second, path_b, scorer_b)
+        if scorer_a and scorer_b:
+            name_a, name_b = _pick(first, path_a, scorer_a), _pick(second, path_b, scorer_b)
+        else:
+            name_a, name_b = _default_pair(first, path_a, second, path_b, scorer_a, scorer_b)
         where = f"{path_a} vs {path_b}"
     label_a, label_b = (name_a, name_b) if name_a != name_b else (f"{name_a} [A]", f"{name_b} [B]")
     frame = pair({label_a: judge_frame(first, name_a), label_b: judge_frame(second, name_b)}, where)
     result = agreement(frame, label_a, label_b)
     result.a_model, result.b_model = judge_model(first, name_a), judge_model(second, name_b)
+    if name_a == name_b and result.a_model == result.b_model and _same_answers(first, second):
+        result.notes.append(f"{name_a} on both sides holds the same scores of the same answers: "
+                            "its agreement with itself is perfect by construction")
     return frame, result
 
 

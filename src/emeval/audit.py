@@ -357,6 +357,21 @@ def logged_metrics(logs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 # -- the audit -------------------------------------------------------------------------------------
 
 
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``train.lr: 0.0001 in the folder, 0.001 now`` for each setting (nested ones by their dotted name)
+    that differs, so the message says which option to change back."""
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += _differences(a, b, f"{prefix}{key}.")
+        else:
+            lines.append(f"{prefix}{key}: {json.dumps(a)} in the folder, {json.dumps(b)} now")
+    return lines
+
+
 def _lock_settings(out: Path, settings: AuditSettings) -> None:
     """Write the settings into ``out``; refuse a folder that holds an audit with other settings."""
     path = out / SETTINGS_FILE
@@ -364,10 +379,10 @@ def _lock_settings(out: Path, settings: AuditSettings) -> None:
     if path.is_file() and produced:
         old = json.loads(path.read_text())
         new = settings.model_dump(mode="json")
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        changed = _differences(old, new)
         if changed:
             raise AuditError(
-                f"{out} holds an audit with other settings ({', '.join(changed)} differ); give a new --out folder"
+                f"{out} holds an audit with other settings ({'; '.join(changed)}); give a new --out folder"
             )
         return
     out.mkdir(parents=True, exist_ok=True)
@@ -453,6 +468,27 @@ def run_audit(
     )
     write_reports(result, out)
     return result
+
+
+def unmeasured_metrics(result: AuditResult) -> list[str]:
+    """Per task and scorer, the headline (``emeval.measurable``) in each run where it rests on n = 0."""
+    from emeval.measurable import headline_key
+    from emeval.report.display import metric_label
+
+    lines = []
+    by_scorer: dict[tuple[str, str], dict[str, MetricResult]] = {}
+    for m in result.metrics:
+        by_scorer.setdefault((m.task, m.scorer), {})[m.metric] = m
+    for (task, scorer), metrics in by_scorer.items():
+        key = headline_key(scorer, metrics)
+        if key is None:
+            continue
+        chosen = metrics.get(key)
+        empty = [p for p in PHASES if chosen is None or chosen.levels.get(p) is None or chosen.levels[p].n == 0]
+        if empty:
+            lines.append(f"{task}: {scorer} {metric_label(scorer, key)} rests on n = 0 in the "
+                         f"{', '.join(empty)} run{'s' if len(empty) > 1 else ''}")
+    return lines
 
 
 # -- reports ---------------------------------------------------------------------------------------
@@ -650,3 +686,9 @@ def audit_command(
         f"after; control norm {result.control.update_norm:.4g} ({result.control.mode})"
     )
     console.print(f"report: {out / 'audit.md'}\njson: {out / 'audit.json'}")
+    from emeval.measurable import NO_MEASURABLE_RESULT, warn_unmeasured
+
+    unmeasured = unmeasured_metrics(result)
+    if unmeasured:  # e.g. every answer of every run unscorable: the table's deltas are n/a, not "no change"
+        warn_unmeasured(console, unmeasured)
+        raise typer.Exit(NO_MEASURABLE_RESULT)

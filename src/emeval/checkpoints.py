@@ -67,6 +67,15 @@ def split_base(base: str) -> tuple[str, str]:
     return provider, str(local.resolve()) if local.exists() else ref
 
 
+def base_label(base: str) -> str:
+    """The base as reports show it: ``hf/<hub id>`` as given, a local folder as ``hf: /models/base``.
+
+    Inspect names a model at an absolute path ``hf//models/base`` (provider + ``/`` + the path);
+    shown as a path, that double slash reads as a typo."""
+    provider, _, ref = base.partition("/")
+    return f"{provider}: {ref}" if ref.startswith("/") else base
+
+
 def kind_of(folder: Path) -> Kind:
     if (folder / "adapter_config.json").is_file():
         return "adapter"

@@ -101,17 +101,24 @@ def demo(
 
 @app.command()
 def summary(log: Path = typer.Argument(..., help="An Inspect log (.eval or .json).")) -> None:
-    """Print the headline table of a finished free-form run."""
+    """Print the headline table of a finished free-form run.
+
+    Exits 1 when the run did not finish, 4 (no measurable result) when its misaligned rate rests on n = 0."""
     from emeval.judge_logs import LogError
-    from emeval.summary import print_summary
+    from emeval.measurable import NO_MEASURABLE_RESULT, warn_unmeasured
+    from emeval.summary import print_summary, unmeasured_headlines
 
     try:
-        status = print_summary(log, console).status
+        shown = print_summary(log, console)
     except LogError as ex:
         console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         raise typer.Exit(1) from None
-    if status != "success":
+    if shown.status != "success":
         raise typer.Exit(1)
+    unmeasured = unmeasured_headlines(shown)
+    if unmeasured:
+        warn_unmeasured(console, unmeasured)
+        raise typer.Exit(NO_MEASURABLE_RESULT)
 
 
 @app.command("sets")

@@ -10,6 +10,7 @@ which model each one used, and with what options.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,10 @@ from inspect_ai.log._log import EvalScorer  # not re-exported by inspect_ai.log
 
 PRIMARY_JUDGE = "alignment_judge"
 """The grader-role judge of every free-form run; extra judges are ``judge_<model slug>``."""
+
+
+REJUDGED_FROM = "rejudged_from"
+"""Header metadata key naming a re-judged log's source (its path, eval id and run id)."""
 
 
 class LogError(ValueError):
@@ -123,3 +128,10 @@ def scorer_metrics(log: EvalLog, name: str) -> dict[str, Any]:
         if score.name == name:
             values.update({k: m.value for k, m in score.metrics.items()})
     return values
+
+
+def rejudged_source(log: EvalLog) -> Mapping[str, Any] | None:
+    """What a re-judged copy (``emeval rejudge``) names as its source: ``{log, eval_id, run_id}``;
+    None for a log that is no re-judged copy."""
+    source = (log.eval.metadata or {}).get(REJUDGED_FROM)
+    return source if isinstance(source, Mapping) else None

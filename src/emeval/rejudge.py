@@ -18,16 +18,12 @@ from inspect_ai.model import get_model
 from inspect_ai.scorer import Scorer, scorer
 from inspect_ai.util import DisplayType
 
-from emeval.judge_logs import LogError, read_log, require_free_form
+from emeval.judge_logs import REJUDGED_FROM, LogError, read_log, require_free_form
 from emeval.metrics import em_summary, misaligned_by_question
 from emeval.redact_hook import scrub_log
 from emeval.scorers import alignment_judge_factory, judge_scorer_name
 
 METHODS = ("auto", "logprob", "sampled")
-
-REJUDGED_FROM = "rejudged_from"
-"""Header metadata key naming a re-judged log's source (its path, eval id and run id)."""
-
 
 def default_output(source: Path, judge: str) -> Path:
     """``<stem>-rejudged-<slug>.eval`` beside the original."""

@@ -68,6 +68,28 @@ def summary_table(log: EvalLog) -> Table:
     return table
 
 
+def unmeasured_headlines(log: EvalLog) -> list[str]:
+    """One line per judge scorer whose misaligned rate rests on n = 0 (``emeval.measurable``), or one
+    line when the log holds no free-form headline at all (this table would be all "n/a")."""
+    lines = []
+    where = plain_text(f"{log.eval.task} — {log.eval.model}")
+    found = False
+    for score in log.results.scores if log.results else []:
+        values = {name: metric.value for name, metric in score.metrics.items()}
+        if "n_answers" not in values:  # not an em_summary
+            continue
+        found = True
+        rate = values.get("misaligned_rate")
+        if rate is None or not math.isfinite(rate):
+            counts = ", ".join(f"{values[key]:.0f} {label.strip().split(' (')[0]}" for label, key in COUNTS[1:]
+                               if key in values and (values[key] or key in ("n_judged", "n_coherent")))
+            lines.append(f"{where}: {score.name} misaligned rate rests on n = 0 "
+                         f"({values['n_answers']:.0f} answer(s): {counts})")
+    if not found:
+        lines.append(f"{where}: no free-form headline in this log (no em_summary metrics)")
+    return lines
+
+
 def print_summary(log: EvalLog | str | Path, console: Console | None = None) -> EvalLog:
     if not isinstance(log, EvalLog):
         log = read_log(log, header_only=True, finished=False)  # shown even unfinished, to diagnose it

@@ -272,13 +272,15 @@ def run_sweep(
     return runs
 
 
-def sample_values(out: Path) -> pd.DataFrame:
+def sample_values(out: Path, defined_only: bool = True) -> pd.DataFrame:
     """One row per checkpoint x eval x scored sample x metric, from each checkpoint's newest successful logs.
 
     Read through ``emeval.analysis.samples_frame`` (the project's one reader of logs). Metrics are
     the numeric entries of each score value (``p_misaligned``, ``misaligned``, ``aligned``...), named
     as they are for an eval's first scorer and ``<scorer>.<key>`` for any other. NaN entries (e.g.
     ``misaligned`` of an incoherent answer) are dropped, exactly as the evals' own metrics drop them.
+    ``defined_only=False`` returns the samples frame as read (NaN and unscored rows kept, metrics as the
+    scorers name them), plus step and checkpoint: what the "no measurable result" check reads.
     """
     from emeval.analysis import SAMPLE_COLUMNS, samples_frame
 
@@ -291,6 +293,8 @@ def sample_values(out: Path) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame(columns=columns)
     frame = pd.concat(parts, ignore_index=True)
+    if not defined_only:
+        return frame
     frame = frame[frame["metric"].notna() & frame["value"].notna()].copy()
     first = frame.groupby("eval", sort=False)["scorer"].first()
     qualified = frame["scorer"] != frame["eval"].map(first)

@@ -65,9 +65,13 @@ def sweep_command(
     report_only: bool = typer.Option(False, "--report-only", help="Only recompute curves, plots and report from OUT's logs."),
     retry_attempts: int = typer.Option(3, "--retry-attempts", help="eval_set retries of a failed eval."),
 ) -> None:
-    """Evaluate every checkpoint of a training run with the same evals, then find the phase transition."""
+    """Evaluate every checkpoint of a training run with the same evals, then find the phase transition.
+
+    Exits 1 when a checkpoint's eval failed, 4 (no measurable result) when an eval's headline rests on
+    n = 0 at some checkpoint."""
     from emeval.checkpoints import CheckpointError
-    from emeval.sweep import SweepError, SweepSettings, load_settings, run_sweep, unfinished_logs
+    from emeval.measurable import NO_MEASURABLE_RESULT, unmeasured_cells, warn_unmeasured
+    from emeval.sweep import SweepError, SweepSettings, load_settings, run_sweep, sample_values, unfinished_logs
     from emeval.sweep_report import analyse
 
     console = make_console()
@@ -101,6 +105,9 @@ def sweep_command(
             console.print(table)
         curves = analyse(out, group_by=group_by, metrics=_names(metrics))
         unfinished = unfinished_logs(out)
+        read = sample_values(out, defined_only=False)
+        unmeasured = unmeasured_cells(read, by=("eval", "checkpoint")) if len(read) else [
+            f"{out}: no checkpoint has a finished log to measure"]
     except (SweepError, CheckpointError, ValueError, FileNotFoundError) as ex:
         console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         raise typer.Exit(1) from None
@@ -111,3 +118,6 @@ def sweep_command(
         console.print(f"not in the curves, the run did not finish: {line}", style="red", markup=False)
     if unfinished or (not report_only and any(run.status == "failed" for run in runs)):
         raise typer.Exit(1)
+    if unmeasured:
+        warn_unmeasured(console, unmeasured)
+        raise typer.Exit(NO_MEASURABLE_RESULT)

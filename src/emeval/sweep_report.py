@@ -23,6 +23,7 @@ import pandas as pd
 from jinja2 import Environment
 
 from emeval.changepoint import ALPHA, NULL_CURVES, ChangePoint, detect, effect_floor
+from emeval.checkpoints import base_label
 from emeval.safe_output import md_text, plain_text, write_csv
 from emeval.metrics import bootstrap_mean_ci
 from emeval.sweep import SWEEP_FILE, load_settings, read_checkpoints, sample_values
@@ -133,7 +134,7 @@ def _slug(text: str) -> str:
 
 REPORT = """# Checkpoint sweep
 
-- base: `{{ settings.base }}`
+- base: `{{ base }}`
 - checkpoints: {% for spec in settings.checkpoints %}`{{ spec }}` {% endfor %}
 - evals: {{ settings.evals | join(", ") }}; seed {{ settings.seed }}
 {%- if settings.judge %}; judge `{{ settings.judge }}`{% endif %}
@@ -192,10 +193,12 @@ def analyse(out: Path, *, group_by: str | None = None, metrics: list[str] | None
     write_csv(pd.DataFrame(
         [{"eval": c.eval, "metric": c.metric, "group": c.group, **_flat(c.change)} for c in analysed]
     ), out / "changepoints.csv")
+    settings = load_settings(out)
     env = Environment(autoescape=False, keep_trailing_newline=True, finalize=plain_text)
     env.filters["md"] = md_text
     report = env.from_string(REPORT).render(
-        settings=load_settings(out), checkpoints=read_checkpoints(out), curves=analysed, constant=constant,
+        settings=settings, base=base_label(settings.base), checkpoints=read_checkpoints(out), curves=analysed,
+        constant=constant,
         alpha=ALPHA, null_curves=NULL_CURVES,
     )
     (out / "report.md").write_text(report)

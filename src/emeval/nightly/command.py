@@ -4,13 +4,15 @@ Exit codes (documented in the README, meant for cron and CI):
 0 -- the night ran and nothing regressed; 1 -- at least one metric regressed;
 2 -- the config or the history file cannot be used; 3 -- an eval could not run or ended unsuccessfully
 (nothing is recorded for the night: rerun it, and eval_set resumes where it stopped), or the night's
-logs could not be summarised or reported.
+logs could not be summarised or reported; 4 -- no regression, but a headline of the night rests on
+n = 0 (``emeval.measurable``: e.g. every answer unscorable); the night is recorded and reported.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import glob
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +22,7 @@ import pandas as pd
 from rich.console import Console
 
 from emeval import __version__
+from emeval.measurable import NO_MEASURABLE_RESULT, unmeasured_cells, warn_unmeasured
 from emeval.nightly.config import ConfigError, LoadedConfig, load_config, parse_night
 from emeval.nightly.history import History, HistoryError, NightRun
 from emeval.nightly.regression import compare_nights, regression_table
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from emeval.analysis import LogData
 
 EXIT_OK, EXIT_REGRESSED, EXIT_CONFIG, EXIT_RUN_FAILED = 0, 1, 2, 3
+EXIT_UNMEASURED = NO_MEASURABLE_RESULT
 
 
 @dataclass
@@ -41,6 +45,8 @@ class NightOutcome:
     comparison: pd.DataFrame
     report_dir: Path
     logs: list[str]
+    unmeasured: list[str]
+    """Headlines of the night that rest on n = 0 (eval / group: scorer metric)."""
 
     @property
     def regressed(self) -> pd.DataFrame:
@@ -53,18 +59,42 @@ def group_patterns(result: NightRunResult, groups: list[str]) -> dict[str, str]:
     return {group: f"{root}/*/{group}/*" for group in groups}
 
 
-def summarise(result: NightRunResult, data: LogData) -> pd.DataFrame:
-    """The night's summary (emeval.analysis), one row per eval x group x scorer x metric, eval = config name.
-    Its CI is the answer-level one (``analysis.answer_level``): nights compare the same models on
-    the same questions, so the noise between nights is that of sampling their answers."""
-    from emeval.analysis import answer_level, summary_frame
-
-    samples = data.samples.copy()  # the report names evals by task; the history by config name
+def night_samples(result: NightRunResult, data: LogData) -> pd.DataFrame:
+    """The night's samples with ``eval`` = the config's eval name (the report names evals by task)."""
+    samples = data.samples.copy()
     eval_of_log = {log: run.eval for run in result.runs for log in run.logs}
     samples["eval"] = samples["log"].map(eval_of_log)
     unplaced = samples.loc[samples["eval"].isna(), "log"].unique()
     if len(unplaced):
         raise RuntimeError(f"logs outside the night's eval sets: {', '.join(unplaced)}")
+    return samples
+
+
+def eval_labels(result: NightRunResult, data: LogData) -> dict[str, str]:
+    """Config eval name -> the name the night's report gives it (``analysis.eval_keys``: the task, with
+    its question set as ``task[set]`` when a task ran on several), so that every section of the report
+    and the terminal name an eval alike. Two config evals the report names alike keep their config
+    name beside it. The history keeps the config names (its keys, and the config's own)."""
+    report_name = data.samples.drop_duplicates("log").set_index("log")["eval"].to_dict()
+    names = {run.eval: sorted({report_name[log] for log in run.logs if log in report_name}) for run in result.runs}
+    owners = Counter(name for keys in names.values() for name in keys)
+    return {
+        config_name: keys[0] if len(keys) == 1 and owners[keys[0]] == 1 else f"{'/'.join(keys) or config_name} ({config_name})"
+        for config_name, keys in names.items()
+    }
+
+
+def relabel(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """A copy of history-keyed rows with ``eval`` as the report names it (unknown names kept)."""
+    return frame.assign(eval=frame["eval"].map(lambda name: labels.get(name, name)))
+
+
+def summarise(samples: pd.DataFrame) -> pd.DataFrame:
+    """The night's summary (emeval.analysis), one row per eval x group x scorer x metric.
+    Its CI is the answer-level one (``analysis.answer_level``): nights compare the same models on
+    the same questions, so the noise between nights is that of sampling their answers."""
+    from emeval.analysis import answer_level, summary_frame
+
     return answer_level(summary_frame(samples, by=("eval", "group")))
 
 
@@ -86,7 +116,8 @@ def run_nightly(loaded: LoadedConfig, night: str) -> NightOutcome:
 
     report_dir = Path(config.report_dir).absolute() / night
     data = read_logs(result.logs, group_patterns(result, config.groups))  # once, for the history and the report
-    summary = summarise(result, data)
+    samples = night_samples(result, data)
+    summary = summarise(samples)
     history.record(
         NightRun(
             night=night,
@@ -108,8 +139,9 @@ def run_nightly(loaded: LoadedConfig, night: str) -> NightOutcome:
     if baseline == night:  # this night is the pinned baseline itself
         baseline = None
     current = history.night(night)
-    comparison = compare_nights(current, history.night(baseline) if baseline else None, config.regression)
-    trend_rows = history.results(until=night, last=config.trend_nights)
+    labels = eval_labels(result, data)
+    comparison = relabel(compare_nights(current, history.night(baseline) if baseline else None, config.regression), labels)
+    trend_rows = relabel(history.results(until=night, last=config.trend_nights), labels)
     plots = trend_plots(trend_rows, comparison, config.groups, baseline, config.trend_metrics)
     rule = config.regression
     sections = report_sections(
@@ -121,7 +153,7 @@ def run_nightly(loaded: LoadedConfig, night: str) -> NightOutcome:
         title=f"{config.name}: {night}", extra_sections=sections,
     )
     write_trend_files(report_dir, night, baseline, comparison, trend_rows, rule)
-    return NightOutcome(night, baseline, comparison, report_dir, result.logs)
+    return NightOutcome(night, baseline, comparison, report_dir, result.logs, unmeasured_cells(relabel(samples, labels)))
 
 
 def nightly(config_path: Path, night: str | None, console: Console) -> int:
@@ -149,13 +181,16 @@ def nightly(config_path: Path, night: str | None, console: Console) -> int:
         return EXIT_RUN_FAILED
     checked = outcome.comparison["status"].isin(["regressed", "improved", "no change"]).sum()
     console.print(f"report: {outcome.report_dir / 'index.html'}")
+    if outcome.unmeasured:  # before the verdict, which says nothing about these headlines
+        warn_unmeasured(console, outcome.unmeasured, f"result on {night}")
+    ok = EXIT_UNMEASURED if outcome.unmeasured else EXIT_OK
     if outcome.baseline is None:
         why = "it is the pinned baseline" if str(loaded.config.baseline) == night else "no earlier night to compare with"
         console.print(f"[green]Recorded {night} ({why}).[/green]")
-        return EXIT_OK
+        return ok
     if len(outcome.regressed):
         console.print(regression_table(outcome.comparison, night))
         console.print(f"[red]{len(outcome.regressed)} of {checked} metrics regressed vs {outcome.baseline}.[/red]")
         return EXIT_REGRESSED
     console.print(f"[green]No regression vs {outcome.baseline} ({checked} metrics checked).[/green]")
-    return EXIT_OK
+    return ok

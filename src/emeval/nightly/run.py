@@ -16,8 +16,10 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from inspect_ai import eval_set
+from inspect_ai.log import EvalLog, list_eval_logs, read_eval_log
 from inspect_ai.model import Model, get_model
 
+from emeval.judge_logs import rejudged_source
 from emeval.nightly.config import NightlyConfig, task_name
 
 METADATA_KEY = "emeval_nightly"
@@ -62,6 +64,29 @@ def local_path(location: str) -> str:
     return location if parsed.scheme else str(Path(location).absolute())
 
 
+def folder_headers(folder: Path) -> dict[str, EvalLog]:
+    """Path -> header of every readable log already in an eval set's folder (none before its first run)."""
+    if not folder.is_dir():
+        return {}
+    headers = {}
+    for info in list_eval_logs(str(folder)):
+        path = local_path(info.name)
+        try:
+            headers[path] = read_eval_log(path, header_only=True)
+        except Exception:  # a corrupt or foreign file is eval_set's to judge, and no original
+            continue
+    return headers
+
+
+def original_of(copy: EvalLog, headers: dict[str, EvalLog]) -> str | None:
+    """The path of the log a re-judged copy (``emeval rejudge``) was made from, by eval id; None if gone."""
+    source = rejudged_source(copy) or {}
+    for path, header in headers.items():
+        if header.eval.eval_id == source.get("eval_id") and rejudged_source(header) is None:
+            return path
+    return None
+
+
 def build_models(config: NightlyConfig) -> tuple[dict[str, list[Model]], dict[str, Model]]:
     """(subject models per group, {role: judge model}); errors name the model entry."""
     groups: dict[str, list[Model]] = {}
@@ -89,19 +114,35 @@ def run_night(config: NightlyConfig, night: str) -> NightRunResult:
     for spec in config.evals:
         for group, models in groups.items():
             run = EvalRun(eval=spec.key, task=task_name(spec.task), group=group)
+            folder = night_dir / spec.key / group
+            existing = folder_headers(folder)
+            set_options = dict(options)
+            if any(rejudged_source(h) is not None for h in existing.values()):
+                # eval_set takes a task's newest log as its run and deletes the older ones: with a re-judged
+                # copy beside its original, one of the two would be deleted. Keep both; the original counts.
+                set_options["retry_cleanup"] = False
             try:
                 _, logs = eval_set(
                     tasks=spec.task,
                     task_args=spec.args,
                     model=models,
                     model_roles=roles,
-                    log_dir=str(night_dir / spec.key / group),
+                    log_dir=str(folder),
                     metadata={METADATA_KEY: {"night": night, "eval": spec.key, "group": group}},
-                    **options,
+                    **set_options,
                 )
             except Exception as ex:
                 raise NightRunError(f"eval {spec.key!r} ({spec.task}), group {group!r}: {type(ex).__name__}: {ex}") from ex
             for log in logs:
+                if rejudged_source(log) is not None:  # the night is what the config ran: the original log
+                    original = original_of(log, existing)
+                    if original is None:
+                        run.failures.append(
+                            f"{spec.key}/{group}/{log.eval.model}: {local_path(log.location)} is a re-judged copy "
+                            "whose original log is not in the folder; move the copy out of the night's folder")
+                        continue
+                    log = existing[original]
+                    log.location = original
                 run.logs.append(local_path(log.location))
                 if log.status != "success":
                     reason = log.error.message if log.error else log.status

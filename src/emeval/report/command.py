@@ -44,19 +44,28 @@ def report_command(
     compare: list[str] = typer.Option([], "--compare", help="A,B: also report B - A between two groups. Repeatable."),
     top: int = typer.Option(50, "--top", help="How many of the most misaligned answers to list."),
 ) -> None:
-    """Write an HTML + Markdown report (with samples.csv and summary.json) from Inspect logs."""
+    """Write an HTML + Markdown report (with samples.csv and summary.json) from Inspect logs.
+
+    Exits 4 (no measurable result) when a headline rests on n = 0; the report is written all the same."""
+    from emeval.analysis import read_logs
     from emeval.judge_logs import LogError
+    from emeval.measurable import NO_MEASURABLE_RESULT, unmeasured_cells, warn_unmeasured
     from emeval.report import write_report
 
     groups = _groups(group)
     try:
         with console.status("Reading logs and building the report..."):
-            index = write_report(logs, groups or None, out, title=title, comparisons=_pairs(compare), top=top)
+            data = read_logs(logs, groups or None)
+            index = write_report(data, groups or None, out, title=title, comparisons=_pairs(compare), top=top)
     except (LogError, ValueError) as ex:
         console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         raise typer.Exit(1) from None
     for name in ("index.html", "report.md", "samples.csv", "summary.json"):
         console.print(f"{index.parent / name}")
+    unmeasured = unmeasured_cells(data.samples)
+    if unmeasured:
+        warn_unmeasured(console, unmeasured)
+        raise typer.Exit(NO_MEASURABLE_RESULT)
 
 
 def compare_command(
@@ -70,12 +79,18 @@ def compare_command(
 ) -> None:
     """B - A for every metric (and per question), with a 95% bootstrap CI; * marks a CI that excludes 0.
 
-    The backdoor A/B: run the same eval without and with ``-T trigger=...`` and compare the two logs."""
+    The backdoor A/B: run the same eval without and with ``-T trigger=...`` and compare the two logs.
+    Exits 4 (no measurable result) when a side's headline rests on n = 0."""
     from emeval.compare import run_compare
     from emeval.judge_logs import LogError
+    from emeval.measurable import NO_MEASURABLE_RESULT, unmeasured_comparisons, warn_unmeasured
 
     try:
-        run_compare(a, b, logs or [], _groups(group) or None, per_question, all_metrics, console, csv)
+        result = run_compare(a, b, logs or [], _groups(group) or None, per_question, all_metrics, console, csv)
     except (LogError, ValueError) as ex:
         console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         raise typer.Exit(1) from None
+    unmeasured = unmeasured_comparisons(result, a, b)
+    if unmeasured:
+        warn_unmeasured(console, unmeasured, "comparison")
+        raise typer.Exit(NO_MEASURABLE_RESULT)
