@@ -33,7 +33,7 @@ from inspect_ai.analysis import EvalColumn, SampleColumn, samples_df
 from inspect_ai.log import EvalLog, EvalSample, list_eval_logs, read_eval_log
 from inspect_ai.scorer import CORRECT, INCORRECT, NOANSWER, PARTIAL, value_to_float
 
-from emeval.judge_logs import LogError, read_log
+from emeval.judge_logs import LogError, read_log, rejudged_source
 from emeval import stats
 
 SAMPLE_COLUMNS = [
@@ -307,7 +307,7 @@ def read_logs(logs: Iterable[str | Path], groups: Mapping[str, str] | None = Non
         headers[str(path)] = header
         frames.append(frame)
     # originals first, so a score both an original and its re-judged copy hold is the original's
-    frames.sort(key=lambda f: bool(len(f)) and _rejudged_source(headers[f["log"].iat[0]]) is not None)
+    frames.sort(key=lambda f: bool(len(f)) and rejudged_source(headers[f["log"].iat[0]]) is not None)
     samples = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SAMPLE_COLUMNS)
     samples = _count_answers_once(samples, headers)
     samples["eval"] = samples["log"].map(eval_keys(headers))
@@ -316,19 +316,14 @@ def read_logs(logs: Iterable[str | Path], groups: Mapping[str, str] | None = Non
     return LogData(assign_groups(samples, groups), headers)
 
 
-def _rejudged_source(header: EvalLog) -> Mapping[str, Any] | None:
-    source = (header.eval.metadata or {}).get("rejudged_from")
-    return source if isinstance(source, Mapping) else None
-
-
 def _count_answers_once(samples: pd.DataFrame, headers: Mapping[str, EvalLog]) -> pd.DataFrame:
     """Drop repeated (answer, score key) rows; a re-judged copy's rows count under its source log."""
     source_of = {}
     for path, header in headers.items():
-        source = _rejudged_source(header)
+        source = rejudged_source(header)
         if source is None:
             continue
-        originals = [p for p, h in headers.items() if p != path and _rejudged_source(h) is None
+        originals = [p for p, h in headers.items() if p != path and rejudged_source(h) is None
                      and h.eval.eval_id == source.get("eval_id")]
         if originals:
             source_of[path] = originals[0]
