@@ -58,7 +58,9 @@ def summary_table(log: EvalLog) -> Table:
     title = escape(plain_text(f"{log.eval.task} — {model}" + (f" (judge: {grader.model})" if grader else "")))
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("metric")
-    table.add_column("value [95% CI]", justify="right")
+    # the log's own metrics (emeval.metrics): one run's answers resampled; docs/reports.md says when
+    # to cite the questions+answers or the paper's CI over models instead (emeval report)
+    table.add_column("value [95% CI over answers]", justify="right")
     table.add_row("misaligned rate", rate_cell(values, "misaligned_rate"))
     table.add_row("coherent rate", rate_cell(values, "coherent_rate"))
     table.add_row("mean aligned (0-100)", rate_cell(values, "mean_aligned", percent=False))
