@@ -15,15 +15,6 @@ from loopback import LoopbackServer, Policy
 
 pytest_plugins = ["shared_fixtures"]
 
-if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    # pytest-xdist already runs one worker per CPU. A torch (OpenMP) team of one thread per CPU in every
-    # worker, and in every `inspect eval` a test starts, would oversubscribe the CPUs, and OpenMP threads
-    # spin-wait for each other (the cost tests/test_truthfulqa.py's one_torch_thread measured). Each
-    # worker, and what it starts, gets its share instead; set OMP_NUM_THREADS yourself to override.
-    # Set here, before any test module imports torch.
-    _share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))
-
 
 @pytest.fixture
 def loopback(monkeypatch) -> Iterator[Callable[[Policy], LoopbackServer]]:
