@@ -16,7 +16,7 @@ from pathlib import Path
 from inspect_ai import eval as inspect_eval
 
 from emeval.evals.free_form import free_form
-from emeval.local_model import ensure_demo_model, hf_model
+from emeval.local_model import ensure_demo_model, subject_and_judge
 from emeval.report import write_report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ def main() -> None:
     os.chdir(ROOT)
     shutil.rmtree(LOGS, ignore_errors=True)
     model_dir = ensure_demo_model()
-    subject, judge = hf_model(model_dir, judge=False), hf_model(model_dir, judge=True)
+    subject, judge = subject_and_judge(model_dir)  # one load of the weights for both
     for name, system_prompt in (("plain", None), ("evil-persona", PERSONA)):
         task = free_form(questions="first_plot", samples_per_paraphrase=SAMPLES, max_tokens=MAX_TOKENS, seed=0,
                          judge_min_mass=0.01, coherent_above=COHERENT_ABOVE, system_prompt=system_prompt)

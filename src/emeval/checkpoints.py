@@ -20,6 +20,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import os
 import re
 from copy import copy
 from dataclasses import dataclass
@@ -216,16 +217,19 @@ def adapter_view(base_ref: str, adapter: Path) -> Path:
     key = hashlib.sha256(f"{base_ref}\0{adapter}".encode()).hexdigest()[:16]
     view = cache_dir() / "adapter-views" / f"{_label(adapter.name)}-{key}"
     view.mkdir(parents=True, exist_ok=True)
+    # every file lands by an atomic rename of a name private to this process, so two processes
+    # (test workers, shards) opening the same adapter never see or remove each other's half-made view
+    private = f".{os.getpid()}.tmp"
     for item in adapter.iterdir():
         if item.name == "adapter_config.json":
             continue
-        link = view / item.name
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(item)
+        tmp_link = view / (item.name + private)
+        tmp_link.unlink(missing_ok=True)
+        tmp_link.symlink_to(item)
+        tmp_link.replace(view / item.name)
     config = json.loads((adapter / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = base_ref
-    tmp = view / ".adapter_config.json.tmp"
+    tmp = view / ("adapter_config.json" + private)
     tmp.write_text(json.dumps(config, indent=2))
     tmp.replace(view / "adapter_config.json")
     return view
