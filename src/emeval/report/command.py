@@ -35,7 +35,7 @@ def _pairs(options: list[str]) -> list[tuple[str, str]]:
 
 
 def report_command(
-    logs: list[Path] = typer.Argument(..., help="Inspect logs (.eval/.json) or directories of logs."),
+    logs: list[str] = typer.Argument(..., help="Inspect logs (.eval/.json), directories of logs, or log store URLs (s3://...)."),
     group: list[str] = typer.Option(
         [], "--group", help="NAME=PATTERN: models (or log paths) matching the glob form group NAME. Repeatable."
     ),
