@@ -6,6 +6,7 @@ Thin: the plan, the shard runner and the launchers are ``emeval.shards``.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -20,6 +21,9 @@ def run_command(
     model: list[str] = typer.Option(..., "--model", help="A model to evaluate, provider/name. Repeatable."),
     log_dir: str = typer.Option("logs/run", "--log-dir", help="Log store: a folder or an fsspec URL (s3://bucket/prefix)."),
     task_arg: list[str] = typer.Option([], "-T", "--task-arg", help="name=value task argument (YAML value). Repeatable."),
+    model_arg: list[str] = typer.Option(
+        [], "-M", "--model-arg", help="name=value model argument, e.g. tensor_parallel_size=4 for vllm/. Repeatable."
+    ),
     model_role: list[str] = typer.Option([], "--model-role", help="role=provider/model, e.g. grader=openai/gpt-4o."),
     shard: str | None = typer.Option(
         None, "--shard", help="Run only shard I of N here (I/N; auto/N takes I from SLURM_ARRAY_TASK_ID or "
@@ -38,7 +42,9 @@ def run_command(
     from emeval.sweep_cli import _pairs
 
     roles = {k: str(v) for k, v in _pairs("--model-role", model_role).items()}
-    options = {"retry_attempts": retry_attempts, "display": display}
+    options: dict[str, Any] = {"retry_attempts": retry_attempts, "display": display}
+    if model_arg:
+        options["model_args"] = _pairs("-M", model_arg)
     if max_connections is not None:
         options["max_connections"] = max_connections
     try:
