@@ -183,10 +183,17 @@ def test_ray_shards_into_s3_merge_to_the_single_process_numbers(store, models, t
     assert (expected["n"] == QUESTIONS).any()
     pd.testing.assert_frame_equal(numbers(f"{store}/sharded"), expected, check_exact=True)
 
-    # the report command reads the store URL as given
+    # the readers take store URLs as given
     result = CliRunner().invoke(app, ["report", f"{store}/sharded", "--out", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "report" / "summary.json").is_file()
+    result = CliRunner().invoke(app, ["compare", f"{store}/single", f"{store}/sharded", "--overall-only",
+                                      "--csv", str(tmp_path / "compare.csv")])
+    assert result.exit_code == 0, result.output
+    differences = pd.read_csv(tmp_path / "compare.csv")
+    assert len(differences) and (differences["difference"].dropna() == 0).all()
+    result = CliRunner().invoke(app, ["summary", str(shard_logs[0])])
+    assert result.exit_code == 0 and str(shard_logs[0]) in result.output.replace("\n", ""), result.output
 
 
 def test_local_process_pool_runs_whole_model_pairs(store, models):

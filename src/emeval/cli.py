@@ -100,7 +100,7 @@ def demo(
 
 
 @app.command()
-def summary(log: Path = typer.Argument(..., help="An Inspect log (.eval or .json).")) -> None:
+def summary(log: str = typer.Argument(..., help="An Inspect log (.eval or .json): a path or a URL (s3://...).")) -> None:
     """Print the headline table of a finished free-form run."""
     from emeval.judge_logs import LogError
     from emeval.summary import print_summary

@@ -62,7 +62,7 @@ def report_command(
 def compare_command(
     a: str = typer.Argument(..., help="Side A: a log or folder of logs, or (with LOGS) a group name or run id."),
     b: str = typer.Argument(..., help="Side B, as A."),
-    logs: list[Path] = typer.Argument(None, help="Logs or folders holding both sides (A, B: group names or run ids)."),
+    logs: list[str] = typer.Argument(None, help="Logs, folders or store URLs holding both sides (A, B: group names or run ids)."),
     group: list[str] = typer.Option([], "--group", help="NAME=PATTERN: define groups (with LOGS). Repeatable."),
     per_question: bool = typer.Option(True, "--per-question/--overall-only", help="Also compare question by question."),
     all_metrics: bool = typer.Option(False, "--all-metrics", help="Show every score key, not only the headline ones."),
