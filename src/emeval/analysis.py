@@ -34,8 +34,8 @@ from inspect_ai.analysis import EvalColumn, SampleColumn, samples_df
 from inspect_ai.log import EvalLog, EvalSample, list_eval_logs, read_eval_log
 from inspect_ai.scorer import CORRECT, INCORRECT, NOANSWER, PARTIAL, value_to_float
 
+from emeval.log_store import as_location, kind  # a sharded run's store may be a URL
 from emeval.judge_logs import LogError, read_log
-from emeval.log_store import as_location, kind
 from emeval.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL, bootstrap_mean_ci
 from emeval.stats import cluster_draws
 

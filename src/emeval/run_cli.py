@@ -41,7 +41,10 @@ def run_command(
     from emeval.shards import RunSpec, ShardError, parse_shard, run_local, run_ray, run_shard, task_specs
     from emeval.sweep_cli import _pairs
 
-    roles = {k: str(v) for k, v in _pairs("--model-role", model_role).items()}
+    roles = _pairs("--model-role", model_role)
+    for role, name in roles.items():
+        if not isinstance(name, str):  # the shards run in other processes: a model travels as its name
+            raise typer.BadParameter(f"{role}={name!r}: give the model as provider/name", param_hint="--model-role")
     options: dict[str, Any] = {"retry_attempts": retry_attempts, "display": display}
     if model_arg:
         options["model_args"] = _pairs("-M", model_arg)
