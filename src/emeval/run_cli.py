@@ -30,7 +30,9 @@ def run_command(
         "JOB_COMPLETION_INDEX). Default: run every shard."
     ),
     shards: int | None = typer.Option(None, "--shards", help="How many shards to split into (default: --processes)."),
-    processes: int = typer.Option(os.cpu_count() or 1, "--processes", help="Local processes running shards at once."),
+    processes: int | None = typer.Option(
+        None, "--processes", help="Local processes running shards at once (default: the number of cores)."
+    ),
     launcher: str = typer.Option("local", "--launcher", help="local (a process pool) or ray (one Ray task per shard)."),
     ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster to join (default: start a local one)."),
     max_connections: int | None = typer.Option(None, "--max-connections", help="Concurrent model calls per shard."),
@@ -50,6 +52,7 @@ def run_command(
         options["model_args"] = _pairs("-M", model_arg)
     if max_connections is not None:
         options["max_connections"] = max_connections
+    processes = processes or os.cpu_count() or 1
     try:
         specs = tuple(s for task in tasks for s in task_specs(task))
         spec = RunSpec(specs, tuple(model), log_dir, _pairs("-T", task_arg), roles, options)
