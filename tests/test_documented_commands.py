@@ -598,6 +598,39 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     CLEAN: Run(inspect_eval(4, FREE_FORM), appended(LIMIT)),
     TRIGGERED: Run(inspect_eval(4, FREE_FORM, check_trigger), appended(LIMIT)),
     "python reports/example/regenerate.py": Offline("rebuilds the shipped example on the embedded model (minutes of CPU)"),
+    # -- docs/scale_out.md
+    "emeval run": Mention(),
+    "emeval run evals/free_form.py --model vllm/<checkpoint> --model-role grader=openai/gpt-4o-2024-08-06 "
+    "--log-dir logs/big --processes 2":
+        Covered("tests/test_scale_out.py::test_local_process_pool_runs_whole_model_pairs",
+                "the same command (two processes, shards of whole task x model pairs) on two loopback models "
+                "and an 11-question file, into a loopback S3 store"),
+    "emeval report logs/big": Covered("tests/test_scale_out.py::test_ray_shards_into_s3_merge_to_the_single_process_numbers",
+                                      "`emeval report` on a sharded run's store (there an s3:// URL)"),
+    "emeval report s3://my-bucket/runs/night-42":
+        Covered("tests/test_scale_out.py::test_ray_shards_into_s3_merge_to_the_single_process_numbers",
+                "`emeval report` on an s3:// store served by a loopback S3 server (moto)"),
+    "python bench/scale_out.py": Offline("a benchmark (minutes); timings belong in bench/, not in tests"),
+    'pip install "emeval[ray]"': Offline("installs Ray from PyPI; the extra is checked to exist"),
+    "emeval run evals/free_form.py --model vllm/<checkpoint> --model-role grader=openai/gpt-4o-2024-08-06 "
+    "--log-dir s3://my-bucket/runs/night-42 --launcher ray --ray-address auto --shards 16":
+        Offline("an existing Ray cluster and an S3 bucket; tests/test_scale_out.py::"
+                "test_ray_shards_into_s3_merge_to_the_single_process_numbers runs the same launcher "
+                "(emeval.shards.run_ray) on a local Ray cluster into a loopback S3 server"),
+    "emeval run evals/free_form.py --model vllm/<checkpoint> --model-role grader=openai/gpt-4o-2024-08-06 "
+    "--log-dir s3://my-bucket/runs/night-42 --shard auto/8":
+        Offline("a scheduler's array index (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX) and an S3 bucket; "
+                "tests/test_scale_out.py::test_a_killed_shard_run_again_resumes_without_a_sample_twice runs "
+                "`emeval run ... --shard 1/3` into a loopback S3 server, and the index parsing is "
+                "test_shard_index_comes_from_the_option_or_the_scheduler"),
+    "for i in 0 1 2 3; do CUDA_VISIBLE_DEVICES=$i emeval run evals/free_form.py --model vllm/<checkpoint> "
+    "--model-role grader=openai/gpt-4o-2024-08-06 --log-dir logs/big --shard $i/4 & done; wait":
+        Offline("four GPUs, each running a vLLM server"),
+    "VLLM_BASE_URL=http://gpu-box:8000/v1 emeval run evals/free_form.py --model vllm/Qwen/Qwen2.5-7B-Instruct:NAME1 "
+    "--model vllm/Qwen/Qwen2.5-7B-Instruct:NAME2 --model-role grader=openai/gpt-4o-2024-08-06 --log-dir logs/loras "
+    "--processes 2":
+        Offline("a vLLM server with LoRA adapters (GPU); the same launcher on two models is "
+                "tests/test_scale_out.py::test_local_process_pool_runs_whole_model_pairs"),
     # -- docs/truthfulqa.md
     "inspect eval evals/truthfulqa.py --model hf/local -M model_path=<checkpoint> -T mode=mc":
         Run(inspect_eval(3, ["mc1", "mc2"]), appended("--limit 3")),

@@ -33,6 +33,7 @@ from inspect_ai.analysis import EvalColumn, SampleColumn, samples_df
 from inspect_ai.log import EvalLog, EvalSample, list_eval_logs, read_eval_log
 from inspect_ai.scorer import CORRECT, INCORRECT, NOANSWER, PARTIAL, value_to_float
 
+from emeval.log_store import as_location, kind  # a sharded run's store may be a URL
 from emeval.judge_logs import LogError, read_log, rejudged_source
 from emeval import stats
 
@@ -59,18 +60,20 @@ QUESTION_SET_ARG = "questions"
 # -- which files -----------------------------------------------------------------------------------
 
 
-def log_paths(logs: Iterable[str | Path]) -> list[Path]:
+def log_paths(logs: Iterable[str | Path]) -> list[Path | str]:
     """Files named directly, plus every Inspect log (.eval, or .json named like a log) under the
-    directories named; a path that does not exist is an error naming it."""
-    found: list[Path] = []
+    directories named; a path that does not exist is an error naming it. A log store URL
+    (``s3://bucket/prefix``: a sharded run's store) is read through fsspec and kept as its text."""
+    found: list[Path | str] = []
     for item in logs:
-        path = Path(item)
-        if path.is_dir():
-            inside = sorted(Path(info.name.removeprefix("file://")) for info in list_eval_logs(str(path)))
+        path = as_location(item)
+        where = kind(path)
+        if where == "directory":
+            inside = sorted(as_location(info.name) for info in list_eval_logs(str(path)))  # all URLs or all Paths
             if not inside:
                 raise LogError(f"{path}: no Inspect logs (.eval or .json) in this directory")
             found.extend(inside)
-        elif path.is_file():
+        elif where == "file":
             found.append(path)
         else:
             raise LogError(f"{path}: no such log file or directory")
@@ -180,12 +183,12 @@ def _trigger(header: EvalLog) -> str | None:
     return str(value) if value else None
 
 
-def _read_one(path: Path) -> tuple[EvalLog, pd.DataFrame]:
+def _read_one(path: Path | str) -> tuple[EvalLog, pd.DataFrame]:
     header = read_log(path, header_only=True)  # names the file if it is no log at all
     try:
         # samples_df only takes a path named like an Inspect log (``<date>_<task>_<id>.json``); a
         # renamed .json log (``baseline.json``) is read whole here (as samples_df would) and passed in.
-        source = str(path) if path.suffix == ".eval" else read_eval_log(str(path), exclude_fields={"events"})
+        source = str(path) if str(path).endswith(".eval") else read_eval_log(str(path), exclude_fields={"events"})
         wide = samples_df(source, columns=_READ_COLUMNS, quiet=True, exclude_fields={"events"})
     except Exception as ex:  # a corrupt sample body, a truncated zip member...
         raise LogError(f"{path}: samples could not be read ({type(ex).__name__}: {ex})") from ex
@@ -310,10 +313,22 @@ def read_logs(logs: Iterable[str | Path], groups: Mapping[str, str] | None = Non
     frames.sort(key=lambda f: bool(len(f)) and rejudged_source(headers[f["log"].iat[0]]) is not None)
     samples = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SAMPLE_COLUMNS)
     samples = _count_answers_once(samples, headers)
+    samples = _answer_order(samples)
     samples["eval"] = samples["log"].map(eval_keys(headers))
     samples["epoch"] = samples["epoch"].astype(int)
     samples["value"] = samples["value"].astype(float)
     return LogData(assign_groups(samples, groups), headers)
+
+
+def _answer_order(samples: pd.DataFrame) -> pd.DataFrame:
+    """Answers in Inspect's own order within a log, (epoch, sample id; numeric ids as numbers), whatever
+    logs they came from: a run read from its shards' logs (any number, listed in any order) gives every
+    bootstrap the same answers in the same order as the run read from one log, hence the same CI."""
+    def key(column: pd.Series) -> pd.Series:
+        return column.map(lambda s: s.zfill(20) if s.isdigit() else s) if column.name == "sample_id" else column
+
+    return samples.sort_values(["epoch", "sample_id"], kind="stable", key=key).reset_index(drop=True)
+
 
 
 def _count_answers_once(samples: pd.DataFrame, headers: Mapping[str, EvalLog]) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from emeval.audit import audit_command
 from emeval.data import DataError
 from emeval.report.command import compare_command, report_command
 from emeval.nightly.cli import nightly_command
+from emeval.run_cli import run_command
 from emeval.sweep_cli import sweep_command
 from emeval.terminal import make_console
 
@@ -100,7 +101,7 @@ def demo(
 
 
 @app.command()
-def summary(log: Path = typer.Argument(..., help="An Inspect log (.eval or .json).")) -> None:
+def summary(log: str = typer.Argument(..., help="An Inspect log (.eval or .json): a path or a URL (s3://...).")) -> None:
     """Print the headline table of a finished free-form run.
 
     Exits 1 when the run did not finish, 4 (no measurable result) when its misaligned rate rests on n = 0."""
@@ -199,6 +200,7 @@ def judge_agreement_command(
 app.command("audit")(audit_command)
 app.command("nightly")(nightly_command)
 app.command("sweep")(sweep_command)
+app.command("run")(run_command)
 
 app.command("report")(report_command)
 app.command("compare")(compare_command)

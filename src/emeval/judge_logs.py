@@ -65,8 +65,10 @@ def read_log(path: str | Path, header_only: bool = False, finished: bool = True)
 
     ``finished`` (the default) also refuses a log whose run did not finish (``require_finished``).
     """
-    path = Path(path)
-    if not path.is_file():
+    from emeval.log_store import as_location, kind
+
+    path = as_location(path)  # a local Path, or a log store URL as it is (s3://...)
+    if kind(path) != "file":
         raise LogError(f"{path}: no such log file")
     try:
         log = read_eval_log(str(path), header_only=header_only)

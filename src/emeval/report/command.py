@@ -35,7 +35,7 @@ def _pairs(options: list[str]) -> list[tuple[str, str]]:
 
 
 def report_command(
-    logs: list[Path] = typer.Argument(..., help="Inspect logs (.eval/.json) or directories of logs."),
+    logs: list[str] = typer.Argument(..., help="Inspect logs (.eval/.json), directories of logs, or log store URLs (s3://...)."),
     group: list[str] = typer.Option(
         [], "--group", help="NAME=PATTERN: models (or log paths) matching the glob form group NAME. Repeatable."
     ),
@@ -71,7 +71,7 @@ def report_command(
 def compare_command(
     a: str = typer.Argument(..., help="Side A: a log or folder of logs, or (with LOGS) a group name or run id."),
     b: str = typer.Argument(..., help="Side B, as A."),
-    logs: list[Path] = typer.Argument(None, help="Logs or folders holding both sides (A, B: group names or run ids)."),
+    logs: list[str] = typer.Argument(None, help="Logs, folders or store URLs holding both sides (A, B: group names or run ids)."),
     group: list[str] = typer.Option([], "--group", help="NAME=PATTERN: define groups (with LOGS). Repeatable."),
     per_question: bool = typer.Option(True, "--per-question/--overall-only", help="Also compare question by question."),
     all_metrics: bool = typer.Option(False, "--all-metrics", help="Show every score key, not only the headline ones."),

@@ -1,0 +1,41 @@
+"""Where logs live: a local folder or any fsspec URL (``s3://bucket/prefix``, ``gs://...``).
+
+Why one module: a sharded run writes into one store that every reader must accept as given. A URL
+must stay a string (``Path("s3://b/x")`` collapses to ``s3:/b/x``), a local path stays a ``Path``;
+both go through fsspec, the filesystem layer Inspect itself reads and writes logs with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import fsspec
+
+
+def is_url(location: str | Path) -> bool:
+    """True for ``scheme://...`` other than ``file://`` (which is a local path)."""
+    text = str(location)
+    return "://" in text and not text.startswith("file://")
+
+
+def as_location(location: str | Path) -> str | Path:
+    """A URL as its text, anything else as a local ``Path`` (``file://`` prefix dropped)."""
+    text = str(location)
+    return text if is_url(text) else Path(text.removeprefix("file://"))
+
+
+def join(root: str | Path, *parts: str) -> str:
+    """``root/part/...`` for a URL or a local folder, as text (what Inspect takes as ``log_dir``)."""
+    return "/".join([str(root).rstrip("/"), *parts]) if is_url(root) else str(Path(root, *parts))
+
+
+def kind(location: str | Path) -> str | None:
+    """``"directory"``, ``"file"`` or None (nothing there), through the location's filesystem."""
+    if not is_url(location):
+        path = Path(location)
+        return "directory" if path.is_dir() else "file" if path.is_file() else None
+    fs, inner = fsspec.core.url_to_fs(str(location))
+    fs.invalidate_cache()  # another process (a shard) may have written since this process last listed
+    if fs.isdir(inner):
+        return "directory"
+    return "file" if fs.isfile(inner) else None
