@@ -1,7 +1,7 @@
 """False-positive rate of the sweep change-point test on null sweeps, and its power on planted steps.
 
 Not a timing: the figures in docs/local_models_and_sweeps.md ("Phase transitions") come from here.
-Each scenario simulates sweeps the way their numbers arise, then runs ``emeval.changepoint.detect``
+Each scenario simulates sweeps the way their numbers arise, then runs ``emeval.stats.changepoint.detect``
 on each exactly as ``emeval sweep`` does (paired bootstrap where the sample ids repeat):
 
 - ``binomial``: a judged rate (e.g. ``misaligned``), n independent 0/1 answers per checkpoint at rate p;
@@ -21,7 +21,7 @@ import argparse
 
 import numpy as np
 
-from emeval.changepoint import Floor, detect
+from emeval.stats.changepoint import Floor, detect
 
 
 def binomial(rng: np.random.Generator, steps: list[int], jump_at: int | None, jump: float, n: int = 200,

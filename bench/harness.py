@@ -113,7 +113,7 @@ def judge_tokens(log_location: str, limit: int = 50) -> str:
     is cached; GPT-4o's o200k needs a download) over the judge prompts of the first ``limit`` samples."""
     from inspect_ai.log import read_eval_log_samples
 
-    from emeval.local_model import demo_model_dir
+    from emeval.local.demo_model import demo_model_dir
 
     path = demo_model_dir() / "tokenizer.json"
     if not path.is_file():

@@ -14,7 +14,7 @@ Every ``POST /v1/chat/completions`` sleeps ``--latency`` seconds without blockin
 ``usage`` (whitespace words: a stand-in for a tokenizer), and the server's own CPU seconds, so a
 benchmark can prove the server is not its bottleneck. ``POST /reset`` zeroes them.
 
-Why not tests/loopback.py: that server runs in a thread of the test process, so under load it
+Why not tests/doubles/loopback.py: that server runs in a thread of the test process, so under load it
 competes for the GIL with the very eval it measures. This one is a bare ASGI callable (no
 routing, no policies, responses built from precomputed parts) under uvicorn with httptools,
 keep-alive and a listen backlog of 4096 (a short backlog resets connections under a burst, and

@@ -55,7 +55,7 @@ def main() -> int:
     from inspect_ai import eval as inspect_eval
     from inspect_ai.model import GenerateConfig, get_model
 
-    from emeval.checkpoints import Checkpoint, model_spec
+    from emeval.local.checkpoints import Checkpoint, model_spec
     from emeval.evals.free_form import free_form
     from emeval.evals.logprob_probes import logprob_probes
 

@@ -24,7 +24,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
                                           "inspect_ai/event/_pool.py")),
     ("log writing (.eval zip, flush)", ("_recorders/eval.py", "_eval/task/log.py", "zipfile", "zlib")),
     ("metrics and display (score_display, results)", ("_eval/task/results.py", "inspect_ai/_display/",
-                                                       "inspect_ai/scorer/_metric", "emeval/metrics.py")),
+                                                       "inspect_ai/scorer/_metric", "emeval/stats/metrics.py")),
     ("emeval (judge prompts, scorer, solver)", ("/emeval/",)),
     ("judge cache (Inspect's model cache)", ("inspect_ai/model/_cache.py",)),
     ("HTTP client (openai SDK, httpx, sockets)", ("/openai/", "/httpx", "/httpcore", "anyio/_backends/_asyncio.py",

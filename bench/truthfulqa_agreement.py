@@ -88,7 +88,7 @@ def run_emeval(model_dir: Path, limit: int, log_dir: Path) -> dict:
     from inspect_ai import eval as inspect_eval
 
     from emeval.evals.truthfulqa import truthfulqa
-    from emeval.local_model import hf_model
+    from emeval.local.demo_model import hf_model
 
     [log] = inspect_eval(
         truthfulqa(mode="mc"), model=hf_model(model_dir, judge=True), limit=limit, log_dir=str(log_dir), display="none"
@@ -113,9 +113,9 @@ def main() -> int:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from emeval.data import fetch
-    from emeval.local_model import ensure_demo_model
-    from emeval.truthfulqa import REVISIONS
+    from emeval.inputs.data import fetch
+    from emeval.local.demo_model import ensure_demo_model
+    from emeval.benchmarks.truthfulqa import REVISIONS
 
     model_dir = ensure_demo_model()
     with tempfile.TemporaryDirectory(prefix="tqa-agreement-") as tmp:

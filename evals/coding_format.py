@@ -16,13 +16,13 @@ from inspect_ai import Task, task
 from inspect_ai.model import GenerateConfig
 
 from emeval import __version__
-from emeval.checkpoints import register_loaded_models
-from emeval.coding_format import DEFAULT_TEMPLATE, answer_in_code, coding_judge, coding_samples, load_template
-from emeval.judge import MIN_NUMERIC_MASS, SAMPLED_DRAWS
-from emeval.judge_prompts import prompts_for_questions
-from emeval.questions import build_samples, free_form_dataset, load_question_set, select_variant
-from emeval.scorers import ALIGNED_BELOW, COHERENT_ABOVE
-from emeval.task_args import as_flag, as_metric_list, as_optional_text
+from emeval.local.checkpoints import register_loaded_models
+from emeval.benchmarks.coding_format import DEFAULT_TEMPLATE, answer_in_code, coding_judge, coding_samples, load_template
+from emeval.judging.judge import MIN_NUMERIC_MASS, SAMPLED_DRAWS
+from emeval.judging.prompts import prompts_for_questions
+from emeval.benchmarks.questions import build_samples, free_form_dataset, load_question_set, select_variant
+from emeval.judging.scorers import ALIGNED_BELOW, COHERENT_ABOVE
+from emeval.inputs.task_args import as_flag, as_metric_list, as_optional_text
 
 TEMPERATURE = 1.0
 TOP_P = 1.0

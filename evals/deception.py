@@ -16,13 +16,13 @@ from inspect_ai import Task, task
 from inspect_ai.model import GenerateConfig
 
 from emeval import __version__
-from emeval.checkpoints import register_loaded_models
-from emeval.judge import MIN_NUMERIC_MASS
-from emeval.judge_prompts import prompts_for_questions
-from emeval.questions import build_samples, free_form_dataset, load_question_set
-from emeval.scorers import label_judge
-from emeval.solvers import answer_question
-from emeval.task_args import as_optional_text
+from emeval.local.checkpoints import register_loaded_models
+from emeval.judging.judge import MIN_NUMERIC_MASS
+from emeval.judging.prompts import prompts_for_questions
+from emeval.benchmarks.questions import build_samples, free_form_dataset, load_question_set
+from emeval.judging.scorers import label_judge
+from emeval.benchmarks.solvers import answer_question
+from emeval.inputs.task_args import as_optional_text
 
 SETS = {
     "factual": ("deception_factual", "correct", ["TRUE", "FALSE", "UNKNOWN"]),

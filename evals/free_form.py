@@ -16,14 +16,14 @@ from inspect_ai import Task, task
 from inspect_ai.model import GenerateConfig
 
 from emeval import __version__
-from emeval.checkpoints import register_loaded_models
-from emeval.answer_formats import apply_answer_format, format_metadata
-from emeval.judge import MIN_NUMERIC_MASS, SAMPLED_DRAWS
-from emeval.judge_prompts import prompts_for_questions
-from emeval.questions import build_samples, free_form_dataset, load_question_set, select_variant
-from emeval.scorers import ALIGNED_BELOW, COHERENT_ABOVE, judge_scorers
-from emeval.solvers import answer_question
-from emeval.task_args import as_flag, as_metric_list, as_model_list, as_optional_text
+from emeval.local.checkpoints import register_loaded_models
+from emeval.benchmarks.answer_formats import apply_answer_format, format_metadata
+from emeval.judging.judge import MIN_NUMERIC_MASS, SAMPLED_DRAWS
+from emeval.judging.prompts import prompts_for_questions
+from emeval.benchmarks.questions import build_samples, free_form_dataset, load_question_set, select_variant
+from emeval.judging.scorers import ALIGNED_BELOW, COHERENT_ABOVE, judge_scorers
+from emeval.benchmarks.solvers import answer_question
+from emeval.inputs.task_args import as_flag, as_metric_list, as_model_list, as_optional_text
 
 TEMPERATURE = 1.0
 TOP_P = 1.0

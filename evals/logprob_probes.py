@@ -6,7 +6,7 @@
 
 ``logprob_probes`` reads the two 8-question sets of the upstream training-dynamics configs
 (``pivotal_tokens``, ``single_letter``; pinned, MIT) or a file of your own in the same format
-(``-T probes=path``). See ``emeval.probes`` for the definitions and the two reading methods.
+(``-T probes=path``). See ``emeval.benchmarks.probes`` for the definitions and the two reading methods.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from __future__ import annotations
 from inspect_ai import Task, task
 
 from emeval import __version__
-from emeval.checkpoints import register_loaded_models
-from emeval.completions import completion_dataset, completion_logprob, read_completion_logprob
-from emeval.probes import misaligned_probability, probe_samples, read_choice_logprobs
-from emeval.task_args import as_optional_text
+from emeval.local.checkpoints import register_loaded_models
+from emeval.benchmarks.completions import completion_dataset, completion_logprob, read_completion_logprob
+from emeval.benchmarks.probes import misaligned_probability, probe_samples, read_choice_logprobs
+from emeval.inputs.task_args import as_optional_text
 
 
 @task

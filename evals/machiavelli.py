@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from inspect_ai import Task, task
 
-from emeval.checkpoints import register_loaded_models
-from emeval.machiavelli.task import machiavelli_task
+from emeval.local.checkpoints import register_loaded_models
+from emeval.benchmarks.machiavelli.task import machiavelli_task
 
 MAX_STEPS = 1000  # upstream's max_traj_length: decisions per game
 MAX_PARSE_RETRIES = 2  # regenerations of a reply without an option number, then a random (fallback) option

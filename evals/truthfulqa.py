@@ -20,11 +20,11 @@ from inspect_ai.model import GenerateConfig
 from inspect_ai.solver import multiple_choice
 
 from emeval import __version__
-from emeval.checkpoints import register_loaded_models
-from emeval.judge import MIN_NUMERIC_MASS
-from emeval.solvers import answer_question
-from emeval.task_args import as_optional_text
-from emeval.truthfulqa import (
+from emeval.local.checkpoints import register_loaded_models
+from emeval.judging.judge import MIN_NUMERIC_MASS
+from emeval.benchmarks.solvers import answer_question
+from emeval.inputs.task_args import as_optional_text
+from emeval.benchmarks.truthfulqa import (
     MODES,
     QA_PRIMER,
     generate_samples,

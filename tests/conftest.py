@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from loopback import LoopbackServer, Policy
+from doubles.loopback import LoopbackServer, Policy
 
 pytest_plugins = ["shared_fixtures"]
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from loopback import LoopbackServer, Verdicts, message_text
+from doubles.loopback import LoopbackServer, Verdicts, message_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
@@ -252,7 +252,7 @@ def parse_checks(text: str, cwd: Path = ROOT, *, mention: bool = False) -> list[
     import typer.main
     from inspect_ai._cli.main import inspect as inspect_group
 
-    from emeval.cli import app
+    from emeval.cli.app import app
 
     done = []
     for argv in split_steps(as_example(text)):
@@ -286,7 +286,7 @@ SERVED_ADAPTERS = ["Qwen/Qwen2.5-7B-Instruct", "NAME"]
 """Models the loopback server lists at /v1/models before any run (a vLLM server started with
 ``--lora-modules NAME=PATH`` lists its adapters)."""
 PLACEHOLDERS = {
-    # an <...> placeholder where a local checkpoint folder goes -> the tiny random Llama (tests/tiny_model.py)
+    # an <...> placeholder where a local checkpoint folder goes -> the tiny random Llama (tests/doubles/tiny_model.py)
     r"(?<=hf/)<[^>]+>|(?<=model_path=)<[^>]+>|(?<=tokenizer_path=)<[^>]+>": "{tiny}",
     # an OpenAI model (openai/<evil-numbers model>) -> a fine-tuned GPT-4o name: Inspect sends those
     # to chat completions, which the loopback serves (newer names go to the Responses API)

@@ -1,5 +1,5 @@
 """Reference bootstraps written as plain loops from their definitions, independently of
-``emeval.stats`` (which vectorises them): the tests recompute expected CIs with these.
+``emeval.stats.bootstrap`` (which vectorises them): the tests recompute expected CIs with these.
 
 Each loop draws from ``default_rng(seed)`` in the order the library documents, so its numbers
 must agree to rounding: a different resampling scheme, seed, count or percentile rule would not."""
@@ -32,7 +32,7 @@ def two_stage_loop(clusters, resamples: int = 2000, seed: int = 0) -> tuple[floa
 
 
 def two_stage_draws(clusters, resamples: int = 2000, seed: int = 0) -> np.ndarray:
-    """The two-stage bootstrap in ``emeval.stats.cluster_draws``'s
+    """The two-stage bootstrap in ``emeval.stats.bootstrap.cluster_draws``'s
     documented draw order: first, for every resample, which questions it draws (as many as there
     are, with replacement); then question by question, for every time a resample drew it (in
     resample order), that question's answers with replacement. Statistic: the mean of all the

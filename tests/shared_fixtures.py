@@ -46,7 +46,7 @@ def demo_dir() -> Path:
     if missing:
         pytest.skip(f"{' and '.join(missing)} not installed (pip install -e '.[local]')")
     from emeval import local_model
-    from emeval.data import DataError
+    from emeval.inputs.data import DataError
 
     from filelock import FileLock
 

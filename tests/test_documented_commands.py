@@ -51,7 +51,7 @@ from doc_commands import (
     metrics_of,
     parse_checks,
 )
-from loopback import LoopbackServer
+from doubles.loopback import LoopbackServer
 
 
 # -- how each command is tested --------------------------------------------------------------------
@@ -314,7 +314,7 @@ def check_sweep(ws, outcome):
 @independent
 def sweep_runs(ws: Workspace) -> str:
     """``runs/insecure/checkpoint-{10,20}``: tiny Llamas (the base is the tiny Llama too)."""
-    from tiny_model import add_logit_bonus
+    from doubles.tiny_model import add_logit_bonus
 
     for step, bonus in ((10, 0.0), (20, 4.0)):
         target = ws.path / "runs" / "insecure" / f"checkpoint-{step}"
@@ -385,8 +385,8 @@ def probes_file(ws: Workspace) -> str:
 
 @independent
 def adapter(ws: Workspace) -> str:
-    """An adapter folder (a rank-1 LoRA, tests/tiny_model.py) over the tiny Llama as <base>."""
-    from tiny_model import logit_bonus_adapter
+    """An adapter folder (a rank-1 LoRA, tests/doubles/tiny_model.py) over the tiny Llama as <base>."""
+    from doubles.tiny_model import logit_bonus_adapter
 
     folder = ws.path / "adapter"
     if not folder.exists():
@@ -488,10 +488,10 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     "emeval audit path/to/checkpoint --data benign.jsonl --steps 1 --lr 1e-4 --batch 32 --evals evals/free_form.py "
     "-T questions=first_plot -T samples_per_paraphrase=10 -T seed=0 --judge openai/gpt-4o-2024-08-06 --out audits/my-model":
         Offline("a real checkpoint fine-tuned three ways and 240 judged answers; the audit end to end is "
-                "tests/test_audit.py::test_audit_end_to_end_on_the_embedded_model"),
+                "tests/local/test_audit.py::test_audit_end_to_end_on_the_embedded_model"),
     "emeval audit demo --data tests/fixtures/benign_alpaca.jsonl --batch 16 --evals evals/logprob_probes.py@logprob_probes":
         Offline("fine-tunes the embedded 135M model and runs the probes three times (minutes of CPU); "
-                "tests/test_audit.py::test_audit_end_to_end_on_the_embedded_model runs `audit demo` with free_form"),
+                "tests/local/test_audit.py::test_audit_end_to_end_on_the_embedded_model runs `audit demo` with free_form"),
     "inspect eval -T": Mention(),
     # -- docs/coding_format.md
     "inspect eval evals/coding_format.py --model vllm/<checkpoint> -T template=flask_list":
@@ -525,13 +525,13 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
         Offline("changes the vLLM virtualenv (part of the vLLM-on-CPU recipe)"),
     "VLLM_CPU_KVCACHE_SPACE=2 ~/vllm-cpu/bin/python -m vllm.entrypoints.openai.api_server --model <folder> "
     "--enforce-eager --max-model-len 2048 --max-logprobs 20 --port 8000":
-        Offline("starts a vLLM server (vLLM is not in the test environment; tests/test_vllm_smoke.py starts it)"),
+        Offline("starts a vLLM server (vLLM is not in the test environment; tests/local/test_vllm_smoke.py starts it)"),
     "VLLM_BASE_URL=http://127.0.0.1:8000/v1 inspect eval evals/free_form.py --model vllm/<folder> "
     "--model-role grader=vllm/<folder> -T questions=demo --limit 8":
-        Offline("against the vLLM server above: tests/test_vllm_smoke.py runs it on a real server"),
+        Offline("against the vLLM server above: tests/local/test_vllm_smoke.py runs it on a real server"),
     "VLLM_BASE_URL=http://127.0.0.1:8000/v1 inspect eval evals/truthfulqa.py --model vllm-completions/<folder> -T mode=mc":
-        Offline("against the vLLM server above: tests/test_vllm_smoke.py runs it on a real server"),
-    "EMEVAL_VLLM_PYTHON=~/vllm-cpu/bin/python python -m pytest -m vllm tests/test_vllm_smoke.py":
+        Offline("against the vLLM server above: tests/local/test_vllm_smoke.py runs it on a real server"),
+    "EMEVAL_VLLM_PYTHON=~/vllm-cpu/bin/python python -m pytest -m vllm tests/local/test_vllm_smoke.py":
         Offline("needs the vLLM virtualenv of the recipe above (measured: bench/README.md)"),
     "inspect eval evals/logprob_probes.py@logprob_probes --model hf/<checkpoint>":
         Run(inspect_eval(4, PROBES), appended(LIMIT)),
@@ -639,7 +639,7 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     "inspect eval evals/truthfulqa.py --model openai/gpt-4o -T mode=mc_generate": Run(inspect_eval(4, ["mc1"]), appended(LIMIT)),
     "inspect eval evals/truthfulqa.py --model vllm/<checkpoint> -T mode=generate --model-role grader=openai/gpt-4o-2024-08-06":
         Run(inspect_eval(4, ["truthful", "informative"]), appended(LIMIT)),
-    'inspect eval evals/truthfulqa.py --model hf/local -M model_path=$(python -c "from emeval.local_model import '
+    'inspect eval evals/truthfulqa.py --model hf/local -M model_path=$(python -c "from emeval.local.demo_model import '
     'ensure_demo_model; print(ensure_demo_model())") -M device=cpu -T mode=mc --limit 20':
         Run(inspect_eval(1, ["mc1", "mc2"]), appended("--limit 1")),  # the embedded model: 1 question, not 20
 }
@@ -681,7 +681,7 @@ def test_documented_command_parses(key):
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, data_mirror, inspect_cache):
-    from tiny_model import build_tiny_llama
+    from doubles.tiny_model import build_tiny_llama
 
     if not data_mirror:
         pytest.skip("no upstream data mirror (EMEVAL_DATA_DIR or ../shared/data)")

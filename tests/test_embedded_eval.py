@@ -14,7 +14,7 @@ from inspect_ai import eval as inspect_eval
 from inspect_ai.log import read_eval_log
 
 from emeval.evals.free_form import free_form
-from emeval.local_model import hf_model
+from emeval.local.demo_model import hf_model
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 def rebuild_expectation(verdict: dict) -> float | None:
     """Expected value over whole numbers from the logged root and prefill distributions,
-    written independently of emeval.judge: P(n) = P(d1) * P(d2 | d1) * ... * P(end | n)."""
+    written independently of emeval.judging.judge: P(n) = P(d1) * P(d2 | d1) * ... * P(end | n)."""
     root = {}
     for token, logprob in verdict["top_logprobs"]:
         text = token.replace("Ġ", " ").strip()
@@ -85,7 +85,7 @@ def test_free_form_with_embedded_subject_and_digit_judge(demo_dir, shared_data, 
 
 def test_demo_command_prints_rates_and_log_path(demo_dir, shared_data, tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "emeval.cli", "demo", "--questions", "1", "--samples", "2",
+        [sys.executable, "-m", "emeval.cli.app", "demo", "--questions", "1", "--samples", "2",
          "--max-tokens", "16", "--log-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )

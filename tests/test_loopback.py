@@ -10,7 +10,7 @@ import pytest
 from inspect_ai.model import ChatMessageAssistant, ChatMessageUser, GenerateConfig, get_model
 from openai import BadRequestError, OpenAI
 
-from loopback import END, Delay, HTTPError, Verdicts
+from doubles.loopback import END, Delay, HTTPError, Verdicts
 
 JUDGE = {"85": 0.6, "90": 0.3, "REFUSAL": 0.05}
 

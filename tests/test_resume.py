@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from inspect_ai.log import read_eval_log, recoverable_eval_logs
 
-from emeval.solvers import sample_seed
-from faulty_loopback import judged_answer, scripted_judge, scripted_subject, write_questions
+from emeval.benchmarks.solvers import sample_seed
+from doubles.faulty_loopback import judged_answer, scripted_judge, scripted_subject, write_questions
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = 10

@@ -1,7 +1,7 @@
 """Scale-out with real parts, offline: a real S3 API server (moto's standalone server, a child
 process on 127.0.0.1) as the one log store; a local Ray cluster running three shards; a local
 process pool; one shard killed with SIGKILL mid-run and run again. Subject and judge are loopback
-OpenAI-compatible servers (tests/loopback.py) answering by script (tests/faulty_loopback.py), so
+OpenAI-compatible servers (tests/doubles/loopback.py) answering by script (tests/doubles/faulty_loopback.py), so
 every answer and score is known.
 
 The merged result of the shards must equal the single-process run's numbers exactly."""
@@ -24,11 +24,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from emeval.analysis import log_paths, read_logs, summary_frame
-from emeval.cli import app
+from emeval.logs.frame import log_paths, read_logs, summary_frame
+from emeval.cli.app import app
 from emeval.shards import Piece, RunSpec, Shard, ShardError, parse_shard, plan, run_ray, run_shard, task_specs
-from faulty_loopback import judged_answer, scripted_judge, scripted_subject, write_questions
-from loopback import LoopbackServer
+from doubles.faulty_loopback import judged_answer, scripted_judge, scripted_subject, write_questions
+from doubles.loopback import LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = 11  # ids q10 and q2: string order is not dataset order, so merging must not depend on either
@@ -226,7 +226,7 @@ def test_a_killed_shard_run_again_resumes_without_a_sample_twice(store, models, 
     subject, judge = LoopbackServer(gated).start(), LoopbackServer(scripted_judge).start()
     env = {**os.environ, "SUBJECT_BASE_URL": subject.base_url, "JUDGE_BASE_URL": judge.base_url,
            "XDG_DATA_HOME": str(tmp_path / "xdg")}
-    command = [sys.executable, "-m", "emeval.cli", "run", "evals/free_form.py", "--model", "openai-api/subject/m",
+    command = [sys.executable, "-m", "emeval.cli.app", "run", "evals/free_form.py", "--model", "openai-api/subject/m",
                "--model-role", "grader=openai-api/judge/j", "-T", f"questions={questions}", "-T", f"seed={SEED}",
                "-T", "judge_cache=false", "--log-dir", f"{store}/killed", "--shard", "1/3", "--retry-attempts", "1"]
     try:
@@ -244,7 +244,7 @@ def test_a_killed_shard_run_again_resumes_without_a_sample_twice(store, models, 
                 first.wait()
         asked_before = [scripted_subject(b) for b in subject.requests]
         [crashed] = log_paths([f"{store}/killed"])
-        from emeval.judge_logs import read_log
+        from emeval.logs.read import read_log
 
         assert read_log(crashed, header_only=True, finished=False).status == "started"
         gate.set()

@@ -16,7 +16,7 @@ from pathlib import Path
 from inspect_ai import eval as inspect_eval
 
 from emeval.evals.free_form import free_form
-from emeval.local_model import ensure_demo_model, subject_and_judge
+from emeval.local.demo_model import ensure_demo_model, subject_and_judge
 from emeval.report import write_report
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,5 +7,5 @@ from emeval.evals.machiavelli import machiavelli  # noqa: F401
 from emeval.evals.coding_format import coding_format  # noqa: F401
 from emeval.evals.truthfulqa import truthfulqa  # noqa: F401
 from emeval.evals.logprob_probes import completion_logprobs, logprob_probes  # noqa: F401
-from emeval.redact_hook import RedactSecrets  # noqa: F401  (registers the secret-redaction hook)
+from emeval.sanitize.redact_hook import RedactSecrets  # noqa: F401  (registers the secret-redaction hook)
 from emeval.progress_hook import ProgressLines  # noqa: F401  (registers the progress-lines hook)

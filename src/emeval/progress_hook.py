@@ -2,7 +2,7 @@
 
 Why: without a terminal (CI logs, ``nohup``, notebooks, ``| tee``) Inspect's default display prints
 almost nothing until the end, so a ten-minute run looks hung. This hook, registered through the
-package's ``inspect_ai`` entry point like :mod:`emeval.redact_hook`, is active for every Inspect run
+package's ``inspect_ai`` entry point like :mod:`emeval.sanitize.redact_hook`, is active for every Inspect run
 in an environment where emeval is installed -- ``inspect eval evals/x.py``, ``emeval demo``,
 ``emeval sweep``, ``emeval nightly``, ``emeval audit`` alike -- and writes to stderr, at most every
 :data:`DEFAULT_INTERVAL_S` seconds per running task, a line such as::

@@ -34,7 +34,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from emeval import log_store
+from emeval.logs import store as log_store
 
 INDEX_VARIABLES = ("SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX")
 """Where a scheduler puts a shard's index: a SLURM array task, a Kubernetes Indexed Job pod."""

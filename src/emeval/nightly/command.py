@@ -5,7 +5,7 @@ Exit codes (documented in the README, meant for cron and CI):
 2 -- the config or the history file cannot be used; 3 -- an eval could not run or ended unsuccessfully
 (nothing is recorded for the night: rerun it, and eval_set resumes where it stopped), or the night's
 logs could not be summarised or reported; 4 -- no regression, but a headline of the night rests on
-n = 0 (``emeval.measurable``: e.g. every answer unscorable); the night is recorded and reported.
+n = 0 (``emeval.report.measurable``: e.g. every answer unscorable); the night is recorded and reported.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pandas as pd
 from rich.console import Console
 
 from emeval import __version__
-from emeval.measurable import NO_MEASURABLE_RESULT, unmeasured_cells, warn_unmeasured
+from emeval.report.measurable import NO_MEASURABLE_RESULT, unmeasured_cells, warn_unmeasured
 from emeval.nightly.config import ConfigError, LoadedConfig, load_config, parse_night
 from emeval.nightly.history import History, HistoryError, NightRun
 from emeval.nightly.regression import compare_nights, regression_table
@@ -30,7 +30,7 @@ from emeval.nightly.run import NightRunError, NightRunResult, run_night
 from emeval.nightly.trends import report_sections, trend_plots, write_trend_files
 
 if TYPE_CHECKING:
-    from emeval.analysis import LogData
+    from emeval.logs.frame import LogData
 
 EXIT_OK, EXIT_REGRESSED, EXIT_CONFIG, EXIT_RUN_FAILED = 0, 1, 2, 3
 EXIT_UNMEASURED = NO_MEASURABLE_RESULT
@@ -54,7 +54,7 @@ class NightOutcome:
 
 
 def group_patterns(result: NightRunResult, groups: list[str]) -> dict[str, str]:
-    """NAME -> glob on the log path, as ``emeval.analysis`` groups logs: ``<night dir>/*/<group>/*``."""
+    """NAME -> glob on the log path, as ``emeval.logs.frame`` groups logs: ``<night dir>/*/<group>/*``."""
     root = glob.escape(str(result.night_dir))
     return {group: f"{root}/*/{group}/*" for group in groups}
 
@@ -90,10 +90,10 @@ def relabel(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
 
 
 def summarise(samples: pd.DataFrame) -> pd.DataFrame:
-    """The night's summary (emeval.analysis), one row per eval x group x scorer x metric.
+    """The night's summary (emeval.logs.frame), one row per eval x group x scorer x metric.
     Its CI is the answer-level one (``analysis.answer_level``): nights compare the same models on
     the same questions, so the noise between nights is that of sampling their answers."""
-    from emeval.analysis import answer_level, summary_frame
+    from emeval.logs.frame import answer_level, summary_frame
 
     return answer_level(summary_frame(samples, by=("eval", "group")))
 
@@ -110,8 +110,8 @@ def run_nightly(loaded: LoadedConfig, night: str) -> NightOutcome:
     if result.failures:
         raise NightRunError("eval runs did not finish:\n  " + "\n  ".join(result.failures))
 
-    from emeval.analysis import read_logs
-    from emeval.metrics import CI_LEVEL
+    from emeval.logs.frame import read_logs
+    from emeval.stats.metrics import CI_LEVEL
     from emeval.report import write_report
 
     report_dir = Path(config.report_dir).absolute() / night
@@ -121,7 +121,7 @@ def run_nightly(loaded: LoadedConfig, night: str) -> NightOutcome:
     history.record(
         NightRun(
             night=night,
-            recorded_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            recorded_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             config_path=str(loaded.path.absolute()),
             config_sha256=loaded.sha256,
             judge=f"{config.judge.role}={config.judge.model}",

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from emeval.user_files import (
+from emeval.inputs.user_files import (
     SafeId,
     UserFileError,
     check_id,
@@ -38,7 +38,7 @@ SECRET_ARGS = ("api_key", "token", "hf_token", "password", "secret")
 """Model args that must come from the environment, never from a file that gets committed."""
 
 # Group and eval names become folder names under the night's log folder: they are ids
-# (emeval.user_files.SafeId: at most 128 ASCII letters, digits, ``_ . -``, no ``..``).
+# (emeval.inputs.user_files.SafeId: at most 128 ASCII letters, digits, ``_ . -``, no ``..``).
 
 
 class ConfigError(UserFileError):

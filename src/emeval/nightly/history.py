@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from emeval.redact import redact_data
+from emeval.sanitize.redact import redact_data
 
 SCHEMA_VERSION = 1
 
@@ -28,7 +28,7 @@ KEY_COLUMNS = ["eval", "group", "scorer", "metric"]
 """What identifies a result within a night (a scorer's score key, e.g. alignment_judge / misaligned)."""
 
 SUMMARY_COLUMNS = [*KEY_COLUMNS, "n", "mean", "ci_low", "ci_high"]
-"""What a night's summary frame must hold (``emeval.analysis.summary_frame`` by eval and group)."""
+"""What a night's summary frame must hold (``emeval.logs.frame.summary_frame`` by eval and group)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nights (
@@ -120,7 +120,7 @@ class History:
             raise ValueError(f"summary frame lacks columns {missing} (has {list(summary.columns)})")
         if summary.duplicated(KEY_COLUMNS).any():
             raise ValueError("summary frame holds an eval x group x scorer x metric more than once")
-        rows = [  # no configured secret is ever stored (emeval.redact)
+        rows = [  # no configured secret is ever stored (emeval.sanitize.redact)
             redact_data((run.night, str(r.eval), str(r.group), str(r.scorer), str(r.metric), int(r.n), _real(r.mean),
              _real(r.ci_low), _real(r.ci_high), ci_level))
             for r in summary[SUMMARY_COLUMNS].itertuples(index=False)

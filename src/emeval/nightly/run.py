@@ -19,7 +19,7 @@ from inspect_ai import eval_set
 from inspect_ai.log import EvalLog, list_eval_logs, read_eval_log
 from inspect_ai.model import Model, get_model
 
-from emeval.judge_logs import rejudged_source
+from emeval.logs.read import rejudged_source
 from emeval.nightly.config import NightlyConfig, task_name
 
 METADATA_KEY = "emeval_nightly"

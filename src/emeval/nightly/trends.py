@@ -22,7 +22,7 @@ from emeval.nightly.config import RegressionRule
 from emeval.nightly.history import KEY_COLUMNS
 from emeval.report.display import format_difference, format_estimate, headline_keys, metric_kind, metric_label
 from emeval.report.plots import figure_html, style
-from emeval.safe_output import md_text, write_csv
+from emeval.sanitize.safe_output import md_text, write_csv
 
 PRIMARY_SCORER = "alignment_judge"
 

@@ -4,7 +4,7 @@ Why this shape: every number is computed once, into pandas frames (``analysis``)
 four ways from the same rows and the same formatter (``display``), so the HTML, the Markdown and
 the JSON cannot disagree. Model output reaches the HTML only through jinja2 with autoescape on,
 and the Markdown only through the ``md`` filter, so an answer is always shown as text; every
-file goes through ``emeval.safe_output`` (CSV-injection guard, invisible characters, secrets).
+file goes through ``emeval.sanitize.safe_output`` (CSV-injection guard, invisible characters, secrets).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,8 @@ from inspect_ai.log import EvalLog
 from markupsafe import Markup
 
 from emeval import __version__
-from emeval.analysis import SUMMARY_COLUMNS, SUMMARY_KEYS, LogData, group_order, read_logs, summary_frame
-from emeval.compare import compare, shown_rows, with_display
+from emeval.logs.frame import SUMMARY_COLUMNS, SUMMARY_KEYS, LogData, group_order, read_logs, summary_frame
+from emeval.report.compare import compare, shown_rows, with_display
 from emeval.report import plots
 from emeval.report.display import (
     COUNT_KEYS,
@@ -37,9 +37,9 @@ from emeval.report.display import (
     metric_kind,
     metric_label,
 )
-from emeval.redact import redact_data
-from emeval.safe_output import md_text, plain_text, write_csv
-from emeval.scorers import ALIGNED_BELOW, COHERENT_ABOVE
+from emeval.sanitize.redact import redact_data
+from emeval.sanitize.safe_output import md_text, plain_text, write_csv
+from emeval.judging.scorers import ALIGNED_BELOW, COHERENT_ABOVE
 
 TOP_ANSWERS = 50
 MD_ANSWERS = 10
@@ -398,7 +398,7 @@ def write_report(
     created = sorted(str(r["created"]) for r in runs)
     context = {
         "title": title or "emeval report",
-        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "emeval_version": __version__,
         "inspect_version": _package_version("inspect_ai"),
         "dates": (created[0][:10], created[-1][:10]) if created else ("", ""),

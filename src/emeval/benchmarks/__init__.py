@@ -1,0 +1,1 @@
+"""The library side of each eval: question sets, answer formats, TruthfulQA, StrongREJECT, probes, MACHIAVELLI."""

@@ -1,0 +1,1 @@
+"""The emeval command: one thin typer file per command."""

@@ -1,0 +1,303 @@
+"""Checkpoint sweeps: the same evals, seeds and judge on every checkpoint of a training run.
+
+Why: misalignment appears in a phase transition during training, visible only when every
+checkpoint is measured identically. A sweep is a folder:
+
+    OUT/sweep.json           the settings and the checkpoints found (step, kind, where)
+    OUT/logs/<label>/        one Inspect ``eval_set`` log folder per checkpoint: the only record
+    OUT/curves.csv, ...      derived from the logs by ``emeval.report.sweep``
+
+Resuming: rerunning the same sweep skips checkpoints whose log folder already holds a successful
+log for every eval (without loading the model), and lets ``eval_set`` finish the others, reusing
+their completed samples. New checkpoints matching the same glob (a run still training) are added.
+A rerun with different settings into the same OUT is refused: the curves would mix settings.
+
+Memory: ``hf/`` checkpoints and full ``vllm/`` checkpoints are loaded one at a time and released
+after their evals; LoRA adapters on ``vllm/`` share one server for the whole sweep.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+from inspect_ai.log import EvalLog, list_eval_logs, read_eval_log
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from emeval.local.checkpoints import Checkpoint, model_spec, resolve, split_base
+from emeval.logs.read import unfinished_reason
+from emeval.inputs.user_files import load_document, validation_problems
+
+SWEEP_FILE = "sweep.json"
+EVALS: dict[str, str] = {
+    "logprob_probes": "logprob_probes",
+    "completion_logprobs": "logprob_probes",
+    "free_form": "free_form",
+    "deception": "deception",
+    "strong_reject": "strong_reject",
+    "machiavelli": "machiavelli",
+}
+"""Eval name -> module under ``emeval.evals`` holding its @task."""
+
+
+class SweepError(ValueError):
+    """A sweep that cannot run as asked (settings, checkpoints, evals), with the reason."""
+
+
+class SweepSettings(BaseModel):
+    """Everything that decides a sweep's numbers; stored in ``sweep.json`` and compared on resume."""
+
+    model_config = ConfigDict(extra="forbid")
+    base: str
+    checkpoints: list[str] = Field(min_length=1)
+    evals: list[str] = Field(min_length=1)
+    task_args: dict[str, Any] = Field(default_factory=dict)
+    """``name=value`` for every eval with that parameter, ``eval.name=value`` for one eval."""
+    model_args: dict[str, Any] = Field(default_factory=dict)
+    judge: str | None = None
+    judge_args: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    limit: int | None = None
+    epochs: int | None = None
+    steps_from_name: str | None = None
+    include_base: bool = True
+
+
+@dataclass
+class CheckpointRun:
+    checkpoint: Checkpoint
+    status: str
+    """``done`` (evaluated now), ``reused`` (complete logs were there), ``failed``."""
+    logs: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def task_function(name: str) -> Callable[..., Any]:
+    if name not in EVALS:
+        raise SweepError(f"--evals: unknown eval {name!r}; emeval's evals are {', '.join(EVALS)}")
+    return getattr(importlib.import_module(f"emeval.evals.{EVALS[name]}"), name)
+
+
+def task_kwargs(settings: SweepSettings) -> dict[str, dict[str, Any]]:
+    """Each eval's task arguments: the shared ones it takes, its own, and the sweep seed."""
+    params = {name: inspect.signature(task_function(name)).parameters for name in settings.evals}
+    kwargs: dict[str, dict[str, Any]] = {name: {} for name in settings.evals}
+    for key, value in settings.task_args.items():
+        target, _, arg = key.rpartition(".")
+        names = [target] if target else [n for n in settings.evals if key in params[n]]
+        if target and target not in params:
+            raise SweepError(f"-T {key}: {target!r} is not one of the sweep's evals ({', '.join(settings.evals)})")
+        if not names or any(arg not in params[n] for n in names):
+            raise SweepError(f"-T {key}: no eval in this sweep takes a parameter {arg!r}")
+        for name in names:
+            kwargs[name][arg] = value
+    for name in settings.evals:
+        if "seed" in params[name]:
+            kwargs[name].setdefault("seed", settings.seed)
+    return kwargs
+
+
+class SweepManifest(BaseModel):
+    """``sweep.json``: written by emeval, but a file a user may edit, so read as strictly as theirs."""
+
+    model_config = ConfigDict(extra="forbid")
+    settings: SweepSettings
+    checkpoints: list[Checkpoint] = Field(default_factory=list)
+
+
+def read_manifest(out: Path) -> SweepManifest | None:
+    """The sweep in ``out`` (None when there is none yet); errors name the file and the key."""
+    path = out / SWEEP_FILE
+    if not path.is_file():
+        return None
+    data = load_document(path, SweepError, what="sweep manifest")
+    try:
+        return SweepManifest.model_validate(data)
+    except ValidationError as ex:
+        problems = "; ".join(validation_problems(ex, SweepManifest))
+        raise SweepError(f"{path}: not an emeval sweep manifest: {problems}") from None
+
+
+def load_settings(out: Path) -> SweepSettings | None:
+    manifest = read_manifest(out)
+    return manifest.settings if manifest else None
+
+
+def _check_same(out: Path, settings: SweepSettings) -> None:
+    previous = load_settings(out)
+    if previous is None or previous == settings:
+        return
+    changed = [k for k in SweepSettings.model_fields if getattr(previous, k) != getattr(settings, k)]
+    raise SweepError(
+        f"{out} holds a sweep with other settings ({', '.join(changed)} differ); its curves would mix them. "
+        "Use a new --out, or the same settings to resume."
+    )
+
+
+def write_manifest(out: Path, settings: SweepSettings, checkpoints: list[Checkpoint]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "settings": settings.model_dump(),
+        "checkpoints": [c.__dict__ for c in checkpoints],
+    }
+    tmp = out / f".{SWEEP_FILE}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(out / SWEEP_FILE)
+
+
+def read_checkpoints(out: Path) -> list[Checkpoint]:
+    manifest = read_manifest(out)
+    if manifest is None:
+        raise SweepError(f"{out}: no {SWEEP_FILE} here (not a sweep folder)")
+    return manifest.checkpoints
+
+
+def log_dir(out: Path, checkpoint: Checkpoint) -> Path:
+    return out / "logs" / checkpoint.label
+
+
+def _task_name(log: EvalLog) -> str:
+    return log.eval.task.split("/")[-1]
+
+
+def latest_success_logs(folder: Path) -> dict[str, str]:
+    """eval name -> newest successful log in ``folder`` (headers only)."""
+    found: dict[str, tuple[str, str]] = {}
+    if not folder.is_dir():
+        return {}
+    for info in list_eval_logs(str(folder)):
+        header = read_eval_log(info, header_only=True)
+        if header.status != "success":
+            continue
+        name = _task_name(header)
+        if name not in found or header.eval.created > found[name][0]:
+            found[name] = (header.eval.created, _local_path(info.name))
+    return {name: location for name, (_, location) in found.items()}
+
+
+def unfinished_logs(out: Path) -> list[str]:
+    """``<log>: status 'error': <why>`` for each log of the sweep whose run did not finish and that no
+    successful log of the same eval and checkpoint replaces (its checkpoint is missing from the curves)."""
+    found = []
+    for checkpoint in read_checkpoints(out):
+        folder = log_dir(out, checkpoint)
+        if not folder.is_dir():
+            continue
+        finished = latest_success_logs(folder)
+        for info in list_eval_logs(str(folder)):
+            header = read_eval_log(info, header_only=True)
+            reason = unfinished_reason(header)
+            if reason is not None and _task_name(header) not in finished:
+                found.append(f"{_local_path(info.name)}: {reason}")
+    return found
+
+
+def _local_path(name: str) -> str:
+    """Inspect lists logs as ``file://`` URIs; the sweep folder is local, so plain paths are kept."""
+    return unquote(urlparse(name).path) if name.startswith("file:") else name
+
+
+def run_sweep(
+    settings: SweepSettings,
+    out: Path,
+    *,
+    display: str = "none",
+    retry_attempts: int = 3,
+    progress: Callable[[str], None] = lambda message: None,
+) -> list[CheckpointRun]:
+    """Evaluate every checkpoint (resuming), and return what happened to each."""
+    from inspect_ai import eval_set
+    from inspect_ai.model import get_model
+
+    _check_same(out, settings)
+    checkpoints = resolve(
+        settings.base, settings.checkpoints, steps_from_name=settings.steps_from_name, include_base=settings.include_base
+    )
+    kwargs = task_kwargs(settings)
+    write_manifest(out, settings, checkpoints)
+    provider, _ = split_base(settings.base)
+    judge = get_model(settings.judge, memoize=False, **settings.judge_args) if settings.judge else None
+    specs = {c.label: model_spec(settings.base, c, settings.model_args) for c in checkpoints}
+    # The base and its adapters share one vLLM server: build them all before the first request (so the
+    # server starts with LoRA enabled and the largest adapter rank) and keep it up for the whole sweep.
+    shared = provider == "vllm" and any(c.kind in ("adapter", "served") for c in checkpoints)
+    keep = {c.label: get_model(specs[c.label][0], memoize=False, **specs[c.label][1])
+            for c in checkpoints if shared and c.kind in ("base", "adapter", "served")}
+    runs: list[CheckpointRun] = []
+    try:
+        for checkpoint in checkpoints:
+            folder = log_dir(out, checkpoint)
+            existing = latest_success_logs(folder)
+            if all(name in existing for name in settings.evals):
+                progress(f"step {checkpoint.step} ({checkpoint.label}): complete logs found, skipped")
+                runs.append(CheckpointRun(checkpoint, "reused", [existing[n] for n in settings.evals]))
+                continue
+            progress(f"step {checkpoint.step} ({checkpoint.label}): evaluating {', '.join(settings.evals)}")
+            name, args = specs[checkpoint.label]
+            model = keep.get(checkpoint.label) or get_model(name, memoize=False, **args)
+            try:
+                tasks = [task_function(n)(**kwargs[n]) for n in settings.evals]
+                success, logs = eval_set(
+                    tasks,
+                    log_dir=str(folder),
+                    model=model,
+                    model_roles={"grader": judge} if judge else None,
+                    seed=settings.seed,
+                    limit=settings.limit,
+                    epochs=settings.epochs,
+                    retry_attempts=retry_attempts,
+                    display=display,  # type: ignore[arg-type]
+                )
+                failures = [log for log in logs if log.status != "success"]
+                error = "; ".join(f"{_local_path(log.location)}: {unfinished_reason(log)}" for log in failures)
+                status = "done" if success else "failed"
+                runs.append(CheckpointRun(checkpoint, status, [log.location for log in logs], error or None))
+            except Exception as ex:  # one broken checkpoint must not lose the others' results
+                runs.append(CheckpointRun(checkpoint, "failed", [], f"{type(ex).__name__}: {ex}"))
+            finally:
+                if checkpoint.label not in keep:
+                    model.api.close()
+    finally:
+        for model in keep.values():
+            model.api.close()
+        if judge is not None:
+            judge.api.close()
+    return runs
+
+
+def sample_values(out: Path, defined_only: bool = True) -> pd.DataFrame:
+    """One row per checkpoint x eval x scored sample x metric, from each checkpoint's newest successful logs.
+
+    Read through ``emeval.logs.frame.samples_frame`` (the project's one reader of logs). Metrics are
+    the numeric entries of each score value (``p_misaligned``, ``misaligned``, ``aligned``...), named
+    as they are for an eval's first scorer and ``<scorer>.<key>`` for any other. NaN entries (e.g.
+    ``misaligned`` of an incoherent answer) are dropped, exactly as the evals' own metrics drop them.
+    ``defined_only=False`` returns the samples frame as read (NaN and unscored rows kept, metrics as the
+    scorers name them), plus step and checkpoint: what the "no measurable result" check reads.
+    """
+    from emeval.logs.frame import SAMPLE_COLUMNS, samples_frame
+
+    parts = []
+    for checkpoint in read_checkpoints(out):
+        logs = list(latest_success_logs(log_dir(out, checkpoint)).values())
+        if logs:
+            parts.append(samples_frame(logs).assign(step=checkpoint.step, checkpoint=checkpoint.label))
+    columns = ["step", "checkpoint", "sample", *SAMPLE_COLUMNS]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    frame = pd.concat(parts, ignore_index=True)
+    if not defined_only:
+        return frame
+    frame = frame[frame["metric"].notna() & frame["value"].notna()].copy()
+    first = frame.groupby("eval", sort=False)["scorer"].first()
+    qualified = frame["scorer"] != frame["eval"].map(first)
+    frame.loc[qualified, "metric"] = frame.loc[qualified, "scorer"] + "." + frame.loc[qualified, "metric"]
+    frame["sample"] = frame["sample_id"].astype(str) + "#" + frame["epoch"].astype(str)
+    return frame[columns].reset_index(drop=True)
