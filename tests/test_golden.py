@@ -14,7 +14,7 @@ import json
 import math
 import os
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -61,7 +61,7 @@ def chat_subject(answers: list[str]):
 
     def respond(input, tools, tool_choice, config):
         text = input[-1].text
-        by_question = [a for q, a in zip(EM_TEXTS, answers) if q in text]
+        by_question = [a for q, a in zip(EM_TEXTS, answers, strict=False) if q in text]
         return with_usage(ModelOutput.from_content("mockllm/model", (by_question or [pick(text, answers)])[0]))
 
     return respond
@@ -239,7 +239,7 @@ def world(tmp_path_factory, data_mirror):
         probes = str(ROOT / "tests/fixtures/probes/tiny_probes.yaml")
         checkpoints = [{"label": "base", "step": 0, "kind": "base", "ref": "/ckpt/base"}] + [
             {"label": f"step_{step}", "step": step, "kind": "full", "ref": f"/ckpt/step_{step}"} for step in (10, 20, 30)]
-        for tilt, checkpoint in zip((0, 0, 1, 1), checkpoints):
+        for tilt, checkpoint in zip((0, 0, 1, 1), checkpoints, strict=True):
             respond = lambda *a, tilt=tilt: probe_subject(*a, tilt=tilt)  # noqa: E731
             eval_path("evals/logprob_probes.py@logprob_probes", subject(checkpoint["label"], respond),
                       sweep / "logs" / checkpoint["label"], task_args={"probes": probes, "sets": "letters"})
@@ -295,9 +295,10 @@ def normalise(text: str, tmp: Path) -> str:
     text = text.replace(str(tmp), "<TMP>").replace(str(ROOT), "<ROOT>")
     text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<PORT>", text)
     # log file names: <time>_<task>_<id>.eval
-    text = re.sub(r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}[+-]\d{2}-\d{2}_([\w-]+?)_[A-Za-z0-9]{22}\.eval", r"<TIME>_\1_<ID>.eval", text)
+    log_name = r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}[+-]\d{2}-\d{2}_([\w-]+?)_[A-Za-z0-9]{22}\.eval"
+    text = re.sub(log_name, r"<TIME>_\1_<ID>.eval", text)
     text = re.sub(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:?\d{2}|Z| UTC)?", "<TIME>", text)
-    for today in {datetime.now(timezone.utc).date().isoformat(), date.today().isoformat()}:
+    for today in {datetime.now(UTC).date().isoformat(), date.today().isoformat()}:
         text = text.replace(today, "<TODAY>")  # the night names (2025-03-0x) stay: they are inputs
     # the progress hook's lines depend on timing (rate, ETA, lines while slow): out
     text = "\n".join(line for line in text.splitlines() if not line.startswith("progress: "))
