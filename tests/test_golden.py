@@ -1,7 +1,7 @@
 """Golden outputs: every eval in ``evals/`` and the log-reading commands, frozen before the package
 is reorganised, so a move that changes a number (or a report line) fails here.
 
-Only what users type is driven: task files by path and the ``emeval`` command (``emeval.cli.app``),
+Only what users type is driven: task files by path and the ``emeval`` command (``emeval.cli.app.app``),
 against scripted ``mockllm`` subjects and loopback judges, a few samples each. The expected files
 are in ``tests/golden/``; ``EMEVAL_REGEN_GOLDEN=1 pytest tests/test_golden.py`` rewrites them
 (see tests/golden/README.md)."""
@@ -32,9 +32,9 @@ from inspect_ai.model import (
 )
 from typer.testing import CliRunner
 
-from emeval.cli import app
-from loopback import LoopbackServer, Verdicts, message_text
-from scripted import answer_in, with_usage
+from emeval.cli.app import app
+from doubles.loopback import LoopbackServer, Verdicts, message_text
+from doubles.scripted import answer_in, with_usage
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden"
