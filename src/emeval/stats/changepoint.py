@@ -26,9 +26,10 @@ Test (defined here and in docs/local_models_and_sweeps.md): a transition is repo
 Otherwise the result says "no transition" and which condition failed (the best split is still reported).
 Measured (bench/changepoint_calibration.py, tests/stats/test_changepoint.py): see docs/local_models_and_sweeps.md.
 
-Bootstrap (``emeval.stats.bootstrap``: 2000 resamples, seed 0): samples are resampled within each step. When every step holds
-the same sample ids (the same probe questions, the same question x repeat ids), ids are resampled
-jointly across steps, keeping the pairing, so the between-question spread does not count as noise.
+Bootstrap (``emeval.stats.bootstrap``'s draws: 2000 resamples, seed 0): samples are resampled
+within each step. When every step holds the same sample ids (the same probe questions, the same
+question x repeat ids), ids are resampled jointly across steps, keeping the pairing, so the
+between-question spread does not count as noise.
 Each resample refits the change point: its 2.5/97.5 percentiles (as observed steps) are the CI on
 the location. Levels and their difference get percentile CIs at the fitted location.
 

@@ -32,6 +32,8 @@ COMPARE_COLUMNS = [
     "answers_difference", "answers_ci_low", "answers_ci_high",
 ]
 RUN_COLUMNS = ("run_id", "eval_id", "log")
+
+
 def select(samples: pd.DataFrame, value: str, by: str) -> pd.DataFrame:
     """The rows of one side: ``by`` is a column name, or ``run`` (run id, eval id, log path or file name)."""
     if by == "run":
