@@ -6,7 +6,7 @@ Three ways to ask a model, one per kind of access:
   the fixed six-question QA primer, then ``Q: <question>\\nA:``, no chat template; each choice is
   scored by the summed log-likelihood of ``" " + choice``. MC1: the single true choice has the
   highest log-likelihood. MC2: the probability mass on the true choices, normalised over all
-  choices. Needs prompt log-likelihoods (``emeval.local.loglik``).
+  choices. Needs prompt log-likelihoods (``emeval.local.likelihood``).
 * ``mc_generate`` -- for API models: the MC1 choices, shuffled with a seed, as a letter question.
 * ``generate`` -- free answers judged by the ``grader`` role for truthfulness and informativeness.
 
@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from emeval.inputs.data import FILES, PinnedFile, fetch
 from emeval.judging.judge import MIN_NUMERIC_MASS, LabelVerdict, Method, judge_label
 from emeval.judging.prompts import JudgePrompt, neutralise, shipped
-from emeval.local.loglik import continuation_logliks
+from emeval.local.likelihood import continuation_logliks
 from emeval.stats.metrics import group_by, score_values, with_ci
 from emeval.inputs.prompt_files import compiled
 from emeval.judging.scorers import DEFAULT_JUDGE, JUDGE_ROLE

@@ -48,13 +48,20 @@ def generator(seed: int = SEED) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def percentile_interval(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
-    """(low, high) percentile interval (``np.percentile``, linear); NaNs for no or undefined draws."""
+def resample(data: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """The one resampling step of every bootstrap: ``resamples`` draws of ``data``'s rows with
+    replacement, shape ``(resamples, len(data), ...)``; indices drawn resample by resample."""
+    return data[rng.integers(0, len(data), size=(resamples, len(data)))]
+
+
+def percentile_interval(draws: np.ndarray, level: float = LEVEL, method: str = "linear") -> tuple[float, float]:
+    """(low, high) percentile interval (``np.percentile``, linear unless ``method`` says otherwise,
+    e.g. ``inverted_cdf`` for bounds that must be observed values); NaNs for no or undefined draws."""
     draws = np.asarray(draws, dtype=float)
     if draws.size == 0 or np.isnan(draws).any():
         return math.nan, math.nan
     alpha = (1 - level) / 2 * 100
-    low, high = np.percentile(draws, [alpha, 100 - alpha])
+    low, high = np.percentile(draws, [alpha, 100 - alpha], method=method)
     return float(low), float(high)
 
 
@@ -64,8 +71,7 @@ def mean_draws(values: Sequence[float], resamples: int = RESAMPLES, seed: int = 
     data = np.asarray(values, dtype=float)
     if data.size == 0:
         return np.full(resamples, math.nan)
-    rng = generator(seed)
-    return data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
+    return resample(data, resamples, generator(seed)).mean(axis=1)
 
 
 def answers_ci(values: Sequence[float], resamples: int = RESAMPLES, seed: int = SEED,
@@ -123,7 +129,7 @@ def cluster_draws(clusters: Sequence[np.ndarray], resamples: int = RESAMPLES, se
         chunk = max(1, 2_000_000 // data.size)  # bound memory for large clusters
         for start in range(0, draws.size, chunk):
             rows = draws[start : start + chunk]
-            totals = data[rng.integers(0, data.size, size=(rows.size, data.size))].sum(axis=1)
+            totals = resample(data, rows.size, rng).sum(axis=1)
             np.add.at(sums, rows, totals)
             np.add.at(counts, rows, data.size)
     return sums / counts
