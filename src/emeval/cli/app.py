@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.panel import Panel
 
-from emeval.local.audit import audit_command
+from emeval.cli.audit import audit_command
 from emeval.inputs.data import DataError
 from emeval.cli.report import compare_command, report_command
 from emeval.cli.nightly import nightly_command

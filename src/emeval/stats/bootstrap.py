@@ -18,6 +18,10 @@ way. Three kinds, each named by its ``ci_method`` label:
 - ``CI_ANSWERS`` ("answers"): resample answers, ignoring that answers cluster within questions.
   It describes this sample of answers only; it is too narrow for a claim about the model.
 
+A difference of two runs of the same samples (the fragility audit: after − before) is
+``difference_ci``: paired over the samples both runs hold (the paired bootstrap), else each run
+resampled on its own.
+
 ``group_estimate`` picks the headline for a cell of answers (reports, ``compare``): the
 paper's ``CI_MODELS`` when the cell holds two or more models, ``CI_TWO_STAGE`` for one model
 (``CI_ANSWERS`` when that model answered one question), and always the ``CI_ANSWERS`` figures
@@ -27,6 +31,7 @@ beside it, labelled.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -72,6 +77,41 @@ def mean_draws(values: Sequence[float], resamples: int = RESAMPLES, seed: int = 
     if data.size == 0:
         return np.full(resamples, math.nan)
     return resample(data, resamples, generator(seed)).mean(axis=1)
+
+
+def _nanmean_rows(values: np.ndarray) -> np.ndarray:
+    """Each row's mean over its defined values; NaN (no warning) for a row with none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=1)
+
+
+def difference_ci(base: pd.Series, other: pd.Series, resamples: int = RESAMPLES, seed: int = SEED,
+                  level: float = LEVEL) -> tuple[float, float, float, bool, int]:
+    """(delta, low, high, paired, n): ``mean(other) - mean(base)`` over defined values, with a
+    percentile bootstrap CI.
+
+    Both series are indexed by sample (the audit: (sample id, epoch)). When they hold the same
+    samples, pairs are resampled together (the paired bootstrap: sample-to-sample variation
+    cancels; ``n`` pairs); otherwise each side is resampled on its own (``other``'s draws first;
+    ``n`` the smaller side). A NaN value is a sample the statistic does not count; a resample where
+    a side has no defined value is dropped."""
+    a = base.to_numpy(dtype=float)
+    paired = len(base) == len(other) and base.index.is_unique and set(base.index) == set(other.index)
+    rng = generator(seed)
+    if paired:
+        b = other.reindex(base.index).to_numpy(dtype=float)
+        idx = rng.integers(0, len(a), size=(resamples, len(a)))
+        draws = _nanmean_rows(b[idx]) - _nanmean_rows(a[idx])
+    else:
+        b = other.to_numpy(dtype=float)
+        draws_b = _nanmean_rows(b[rng.integers(0, len(b), size=(resamples, len(b)))])
+        draws = draws_b - _nanmean_rows(a[rng.integers(0, len(a), size=(resamples, len(a)))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        delta = float(np.nanmean(b) - np.nanmean(a)) if len(a) and len(b) else math.nan
+    low, high = percentile_interval(draws[~np.isnan(draws)], level)
+    return delta, low, high, paired, len(a) if paired else min(len(a), len(b))
 
 
 def answers_ci(values: Sequence[float], resamples: int = RESAMPLES, seed: int = SEED,
