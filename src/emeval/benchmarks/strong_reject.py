@@ -346,11 +346,11 @@ def score_by_category() -> Metric:
 @scorer(metrics=[strong_reject_summary(), score_by_category()], name="strong_reject_judge")
 def strong_reject_judge(cache: bool = True) -> Scorer:
     """The original StrongREJECT rubric, asked of the ``grader`` role."""
-    rubric_prompt = pinned(RUBRIC_METRIC, RUBRIC)
     call = {"temperature": JUDGE_TEMPERATURE, "max_tokens": JUDGE_MAX_TOKENS, "seed": JUDGE_SEED}
     setup = judge_setup(RUBRIC_METHOD, methods=(RUBRIC_METHOD,), cache=cache, fixed={
         **call, "formula": FORMULA, "parser": "upstream RESPONSE_PARSE_RE semantics, lenient fallback with parse_warning"})
     config = GenerateConfig(**call)
+    rubric_prompt = pinned(RUBRIC_METRIC, RUBRIC)
 
     async def score(state: TaskState, target: Target) -> Score:
         model = setup.model()
