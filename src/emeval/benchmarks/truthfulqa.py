@@ -36,8 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from emeval.inputs.data import FILES, PinnedFile, fetch
 from emeval.judging.judge import MIN_NUMERIC_MASS, LabelVerdict, Method, judge_label
 from emeval.judging.prompts import JudgePrompt, shipped
-from emeval.judging.scaffold import judge_setup
-from emeval.judging.scorers import LOGPROB_CALL
+from emeval.judging.scaffold import LOGPROB_CALL, judge_setup
 from emeval.local.loglik import continuation_logliks
 from emeval.stats.metrics import group_by, score_values, with_ci
 

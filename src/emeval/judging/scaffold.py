@@ -27,11 +27,14 @@ from typing import Any
 from inspect_ai.model import Model, get_model
 
 from emeval.inputs.task_args import as_count, as_flag, as_number_in
+from emeval.judging.judge import TOP_LOGPROBS
 
 JUDGE_ROLE = "grader"
 DEFAULT_JUDGE = "openai/gpt-4o-2024-08-06"
 METHODS = ("auto", "logprob", "sampled")
 DIGITS = ("auto", "whole", "split")
+LOGPROB_CALL = {"top_logprobs": TOP_LOGPROBS}
+"""The fixed setting a log-probability judge records (``judge.judge_config``)."""
 
 
 def _one_of(name: str, choices: tuple[str, ...]) -> Callable[[Any], None]:
