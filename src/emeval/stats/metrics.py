@@ -149,9 +149,3 @@ def label_rate_by_question(labels: list[str]) -> Metric:
         return out
 
     return compute
-
-
-# Old names that local/audit.py (restructured on another branch) still imports; the values are
-# stats.bootstrap's. Delete these once audit imports emeval.stats.bootstrap.
-BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL = stats.RESAMPLES, stats.SEED, stats.LEVEL
-bootstrap_mean_ci = stats.answers_ci
