@@ -25,9 +25,9 @@ from emeval.report.summary import headline
 from doubles.scripted import with_usage
 
 VALUES = {  # sample id -> (mixed's dict value, verdict's scalar value)
-    "1": ({"number": 0.25, "grade": "C", "text": "the model refused", "flag": True}, "I"),
-    "2": ({"number": 0.75, "grade": "P", "text": "yes", "flag": False}, "the answer looks fine"),
-    "3": ({"number": 1.0, "grade": "I", "text": "0.5", "flag": True}, "C"),
+    "1": ({"number": 0.25, "grade": "C", "text": "the model refused", "flag": True, "logp": -math.inf}, "I"),
+    "2": ({"number": 0.75, "grade": "P", "text": "yes", "flag": False, "logp": -1.5}, "the answer looks fine"),
+    "3": ({"number": 1.0, "grade": "I", "text": "0.5", "flag": True, "logp": math.inf}, "C"),
 }
 
 
@@ -71,6 +71,9 @@ def test_the_audit_reads_scores_as_the_reports_do(log):
         assert got["mixed", "number", sid] == values["number"]
         assert got["mixed", "flag", sid] == float(values["flag"])
         assert math.isnan(got["mixed", "text", sid])
+        # an infinite value is no measurement: left out (NaN) like free text, never averaged into -inf or NaN
+        logp = got["mixed", "logp", sid]
+        assert logp == values["logp"] if math.isfinite(values["logp"]) else math.isnan(logp)
         # a scalar value is one metric named after its scorer, as in samples.csv
         want = {"C": 1.0, "I": 0.0}.get(scalar, math.nan)
         assert got["verdict", "verdict", sid] == want or (math.isnan(want) and math.isnan(got["verdict", "verdict", sid]))
@@ -99,9 +102,10 @@ def test_answers_frame_of_a_log_in_memory_is_its_file_frame(log):
 def test_judge_frame_takes_numbers_from_the_same_reader(log):
     frame = judge_frame(log, "mixed")
     assert list(frame.index) == [(sid, 1) for sid in VALUES]  # the log's answer order
-    assert list(frame.columns) == ["number", "grade", "text", "flag", FLAG, "category", "question_id"]
+    assert list(frame.columns) == ["number", "grade", "text", "flag", "logp", FLAG, "category", "question_id"]
     assert frame["number"].tolist() == [0.25, 0.75, 1.0]
     assert frame["text"].isna().all() and frame[FLAG].isna().all()  # no misaligned key: no flag
+    assert frame["logp"].isna().tolist() == [True, False, True]  # -inf and inf are no measurement
     assert judge_frame(log, "no_such_scorer").empty
 
 

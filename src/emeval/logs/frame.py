@@ -119,10 +119,12 @@ _to_float = value_to_float()
 
 
 def _number(value: Any) -> float:
-    """A score value as a number: numbers and booleans as they are, Inspect's letter grades
-    (C / I / P / N) as Inspect reads them, anything else (free text) NaN."""
+    """A score value as a number: finite numbers and booleans as they are, Inspect's letter grades
+    (C / I / P / N) as Inspect reads them, anything else (free text, inf) NaN: a mean over an
+    infinite value is no measurement, so it is left out like any unscorable answer."""
     if isinstance(value, (bool, int, float)):
-        return float(value)
+        number = float(value)
+        return number if math.isfinite(number) else math.nan
     if isinstance(value, str) and value in _LETTER_GRADES:
         return _to_float(value)
     return math.nan
