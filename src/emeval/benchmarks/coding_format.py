@@ -29,6 +29,7 @@ from emeval.stats.metrics import em_summary, misaligned_by_question, score_value
 from emeval.inputs.prompt_files import compiled, load_prompt_file, shipped_names
 from emeval.benchmarks.questions import apply_trigger
 from emeval.judging.scorers import alignment_judge_factory
+from emeval.local.likelihood import in_process, raw_completions
 from emeval.benchmarks.solvers import sample_seed
 
 TEMPLATE_DIR = "coding"
@@ -134,18 +135,18 @@ def require_raw_prompt(model: Model) -> None:
     """Refuse providers known to wrap a prompt in a chat template when a base model is asked.
 
     A base model continues text; a chat template would put role markers and special tokens it was
-    never trained on around the code. Providers are told apart by class name, so no private
-    Inspect module is imported.
+    never trained on around the code. Which provider runs in process or sends a raw prompt is asked
+    of the likelihood backend, the one place that tells providers apart.
     """
     api = model.api
-    classes = {c.__name__ for c in type(api).__mro__}
-    if "HuggingFaceAPI" in classes and not isinstance(getattr(api, "chat_template", None), str):
+    if in_process(model) and not isinstance(getattr(api, "chat_template", None), str):
         raise ValueError(
             f"base_model=true with {model}: hf/ applies the tokenizer's chat template. Send the raw prompt with "
             f"--model-config prompts/coding/hf_raw_prompt.yaml (in Python: hf model arg chat_template="
             f"emeval.benchmarks.coding_format.RAW_PROMPT_CHAT_TEMPLATE)."
         )
-    if "OpenAICompatibleAPI" in classes and not classes & {"VLLMCompletionsAPI", "OpenAICompatibleCompletionsAPI"}:
+    chat_server = "OpenAICompatibleAPI" in {c.__name__ for c in type(api).__mro__}
+    if chat_server and not raw_completions(model):
         raise ValueError(
             f"base_model=true with {model}: this provider calls /v1/chat/completions, which applies the server's "
             f"chat template. Use vllm-completions/<model> or openai-api-completions/<service>/<model> instead."

@@ -6,7 +6,7 @@ the per-model lock): ``blocks`` scores assistant text block by block after a cha
 ``loglikelihood`` (``hf/``, or ``/v1/completions`` with ``prompt_logprobs``).
 """
 
-from emeval.local.likelihood.backend import LikelihoodUnavailable, in_process, model_lock
+from emeval.local.likelihood.backend import LikelihoodUnavailable, in_process, model_lock, raw_completions
 from emeval.local.likelihood.blocks import BlockLogprob, block_logprobs
 from emeval.local.likelihood.continuation import Loglik, continuation_logliks, prompt_token_logprobs
 
@@ -19,4 +19,5 @@ __all__ = [
     "in_process",
     "model_lock",
     "prompt_token_logprobs",
+    "raw_completions",
 ]

@@ -33,6 +33,17 @@ def in_process(model: Model) -> bool:
     return all(hasattr(api, name) for name in ("hf_chat", "model", "tokenizer"))
 
 
+RAW_COMPLETIONS_APIS = frozenset({"OpenAICompatibleCompletionsAPI", "VLLMCompletionsAPI"})
+"""Inspect's providers that send a prompt as it is to ``/v1/completions`` (no chat template), with
+``prompt_logprobs``: ``openai-api-completions/`` and ``vllm-completions/``."""
+
+
+def raw_completions(model: Model) -> bool:
+    """True for a model served through a raw ``/v1/completions`` provider. Told apart by class name,
+    so no private Inspect provider module (and nothing it imports) is loaded to ask."""
+    return bool(RAW_COMPLETIONS_APIS & {c.__name__ for c in type(model.api).__mro__})
+
+
 def model_lock(api: Any) -> threading.Lock:
     """The one lock per loaded model that every in-process scorer holds around its forward passes
     (samples run concurrently; the model does not)."""

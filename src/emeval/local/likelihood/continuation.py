@@ -26,7 +26,7 @@ from typing import Any
 
 from inspect_ai.model import ChatMessageUser, GenerateConfig, Model
 
-from emeval.local.likelihood.backend import LikelihoodUnavailable, in_process, run_in_process
+from emeval.local.likelihood.backend import LikelihoodUnavailable, in_process, raw_completions, run_in_process
 from emeval.sanitize.logprobs import impossible_logprob
 
 CHAT_ONLY_SERVERS = {"vllm": "vllm-completions", "openai-api": "openai-api-completions"}
@@ -61,7 +61,7 @@ async def continuation_logliks(model: Model, context: str, continuations: Sequen
     api = model.api
     if in_process(model):
         return await run_in_process(api, lambda: _hf_logliks(api, context, list(continuations)))
-    if _is_raw_completions(api):
+    if raw_completions(model):
         return await _completions_logliks(model, context, list(continuations))
     provider = provider_name(model)
     hint = ""
@@ -132,19 +132,6 @@ def _hf_logliks(api: Any, context: str, continuations: list[str]) -> list[Loglik
 # -- /v1/completions with prompt_logprobs ---------------------------------------------------------
 
 PROMPT_LOGPROBS_CONFIG = GenerateConfig(max_tokens=1, temperature=0.0, prompt_logprobs=1, seed=0)
-
-
-def _is_raw_completions(api: Any) -> bool:
-    from inspect_ai.model._providers.openai_compatible_completions import OpenAICompatibleCompletionsAPI
-
-    classes: tuple[type, ...] = (OpenAICompatibleCompletionsAPI,)
-    try:
-        from inspect_ai.model._providers.vllm_completions import VLLMCompletionsAPI
-
-        classes += (VLLMCompletionsAPI,)
-    except ImportError:
-        pass
-    return isinstance(api, classes)
 
 
 async def prompt_token_logprobs(model: Model, prompt: str) -> list[float]:
