@@ -24,7 +24,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from emeval.logs.frame import log_paths, read_logs, summary_frame
+from emeval.logs.frame import log_paths, read_logs
+
+from emeval.stats.summary import summary_frame
 from emeval.cli.app import app
 from emeval.shards import Piece, RunSpec, Shard, ShardError, parse_shard, plan, run_ray, run_shard, task_specs
 from doubles.faulty_loopback import judged_answer, scripted_judge, scripted_subject, write_questions

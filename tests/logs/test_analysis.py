@@ -12,7 +12,9 @@ import pytest
 from inspect_ai import eval as inspect_eval
 from inspect_ai.model import ModelOutput, get_model
 
-from emeval.logs.frame import samples_frame, summary_frame
+from emeval.logs.frame import samples_frame
+
+from emeval.stats.summary import summary_frame
 from emeval.evals.free_form import free_form
 from emeval.logs.read import LogError
 from reference_stats import resample_loop
@@ -120,7 +122,7 @@ def test_one_task_on_two_question_sets_is_two_evals(logs):
 
 def test_answer_level_summary_is_the_answers_figures_labelled(logs):
     # what the nightly history records: the same models on the same questions night after night
-    from emeval.logs.frame import answer_level
+    from emeval.stats.summary import answer_level
 
     samples = samples_frame([logs["a_first"], logs["b_first"]], {"local": "mockllm/model"})
     summary = summary_frame(samples)

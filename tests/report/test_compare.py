@@ -11,7 +11,9 @@ from inspect_ai import eval as inspect_eval
 from inspect_ai.model import ModelOutput, get_model
 from typer.testing import CliRunner
 
-from emeval.logs.frame import samples_frame, summary_frame
+from emeval.logs.frame import samples_frame
+
+from emeval.stats.summary import summary_frame
 from emeval.cli.app import app
 from emeval.stats.compare import compare
 from emeval.report import write_report

@@ -20,7 +20,9 @@ from inspect_ai.log import read_eval_log
 from inspect_ai.model import ModelOutput, get_model
 from typer.testing import CliRunner
 
-from emeval.logs.frame import as_glob, group_of, samples_frame, summary_frame
+from emeval.logs.frame import as_glob, group_of, samples_frame
+
+from emeval.stats.summary import summary_frame
 from emeval.cli.app import app
 from emeval.evals.free_form import free_form
 from emeval.logs.read import LogError

@@ -1,16 +1,9 @@
-"""Inspect logs -> tidy pandas frames, and per-group summaries with confidence intervals.
+"""Inspect logs -> one tidy pandas frame of answers (summarised by ``emeval.stats.summary``).
 
 Why one module: reports, comparisons and the nightly history are all computed from the logs (the
 only record of a run). They read them here, through ``inspect_ai.analysis.samples_df``, into one
 long frame (one row per answer x score key), so every number downstream is a plain pandas
 aggregation that can be recomputed by hand from ``samples.csv``.
-
-Statistics (``emeval.stats.bootstrap``, documented in docs/reports.md): a group holds one or more models.
-With two or more, its value is the EM paper's: the mean of the per-model rates, with a 95% CI
-from bootstrapping those rates (``models (paper)``). With one model, its value is that model's
-rate, with a CI that resamples its questions, then the answers within them
-(``questions+answers``; ``answers`` when it answered one question). The answer-level CI is
-reported beside it (``answers_ci_low``/``answers_ci_high``), labelled, for describing this sample.
 
 A model is its name plus the weights it loaded (``model_id``): every local checkpoint is called
 ``hf/local``, its path lives in the eval's model args, so two checkpoints are two models. An eval
@@ -23,7 +16,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +28,6 @@ from inspect_ai.scorer import CORRECT, INCORRECT, NOANSWER, PARTIAL, value_to_fl
 
 from emeval.logs.store import as_location, kind  # a sharded run's store may be a URL
 from emeval.logs.read import LogError, read_log, rejudged_source
-from emeval.stats import bootstrap as stats
 
 SAMPLE_COLUMNS = [
     "log", "eval", "dataset", "model", "model_id", "group", "run_id", "eval_id", "created", "trigger",
@@ -414,49 +406,3 @@ def samples_frame(logs: list[Path | str], groups: Mapping[str, str] | None = Non
 def cluster_column(frame: pd.DataFrame) -> str:
     """``model_id`` (name + weights path); ``model`` for a frame built without it."""
     return CLUSTER if CLUSTER in frame.columns else "model"
-
-
-def summary_frame(
-    samples: pd.DataFrame,
-    by: Sequence[str] = ("eval", "group"),
-    resamples: int = stats.RESAMPLES,
-    seed: int = stats.SEED,
-    level: float = stats.LEVEL,
-) -> pd.DataFrame:
-    """Per ``by`` x scorer x metric: ``SUMMARY_COLUMNS`` (``stats.group_estimate`` of the cell).
-
-    ``mean``/``ci_low``/``ci_high`` are the headline, ``ci_method`` says what its CI resampled:
-    ``models (paper)`` for several models, ``questions+answers`` (or ``answers``, one question)
-    for one; ``answers_*`` are the answer-level figures, for describing this sample only."""
-    keys = list(dict.fromkeys([*by, *SUMMARY_KEYS]))
-    missing = [k for k in keys if k not in samples.columns]
-    if missing:
-        raise KeyError(f"summary_frame: no column {', '.join(missing)} in the samples frame")
-    scored = samples[samples["metric"].notna()]
-    rows = []
-    for key, cell in scored.groupby(keys, sort=False, dropna=False):
-        cluster = cluster_column(cell)
-        estimate = stats.group_estimate(cell, model=cluster, resamples=resamples, seed=seed, level=level)
-        defined = cell.dropna(subset=["value"])
-        models = sorted(defined[cluster].unique()) if len(defined) else sorted(cell[cluster].unique())
-        rows.append({
-            **dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
-            **estimate,
-            "models": ", ".join(models),
-        })
-    return pd.DataFrame(rows, columns=[*keys, *SUMMARY_COLUMNS])
-
-
-SUMMARY_COLUMNS = ["n", "n_models", "models", "mean", "ci_low", "ci_high", "ci_method",
-                   "answers_mean", "answers_ci_low", "answers_ci_high", "n_models_excluded"]
-"""What ``summary_frame`` gives per cell, after its grouping keys."""
-
-
-def answer_level(summary: pd.DataFrame) -> pd.DataFrame:
-    """``summary`` with the answer-level figures as its estimate (``ci_method`` ``answers``): for
-    comparing the same models on the same questions over time (nightly), where the noise between
-    two runs is that of sampling their answers, and neither the questions nor the models change."""
-    out = summary.copy()
-    out["mean"], out["ci_low"], out["ci_high"] = out["answers_mean"], out["answers_ci_low"], out["answers_ci_high"]
-    out["ci_method"] = stats.CI_ANSWERS
-    return out

@@ -91,9 +91,9 @@ def relabel(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
 
 def summarise(samples: pd.DataFrame) -> pd.DataFrame:
     """The night's summary (emeval.logs.frame), one row per eval x group x scorer x metric.
-    Its CI is the answer-level one (``analysis.answer_level``): nights compare the same models on
+    Its CI is the answer-level one (``stats.summary.answer_level``): nights compare the same models on
     the same questions, so the noise between nights is that of sampling their answers."""
-    from emeval.logs.frame import answer_level, summary_frame
+    from emeval.stats.summary import answer_level, summary_frame
 
     return answer_level(summary_frame(samples, by=("eval", "group")))
 

@@ -28,7 +28,7 @@ KEY_COLUMNS = ["eval", "group", "scorer", "metric"]
 """What identifies a result within a night (a scorer's score key, e.g. alignment_judge / misaligned)."""
 
 SUMMARY_COLUMNS = [*KEY_COLUMNS, "n", "mean", "ci_low", "ci_high"]
-"""What a night's summary frame must hold (``emeval.logs.frame.summary_frame`` by eval and group)."""
+"""What a night's summary frame must hold (``emeval.stats.summary.summary_frame`` by eval and group)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nights (

@@ -23,7 +23,8 @@ from inspect_ai.log import EvalLog
 from markupsafe import Markup
 
 from emeval import __version__
-from emeval.logs.frame import SUMMARY_COLUMNS, SUMMARY_KEYS, LogData, group_order, read_logs, summary_frame
+from emeval.logs.frame import SUMMARY_KEYS, LogData, group_order, read_logs
+from emeval.stats.summary import SUMMARY_COLUMNS, summary_frame
 from emeval.report.compare import shown_rows, with_display
 from emeval.report import plots
 from emeval.report.display import (
