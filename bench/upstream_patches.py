@@ -68,7 +68,8 @@ def retry_without_cycle() -> None:
 def emeval_before() -> None:
     """Not an upstream change: emeval's judge-prompt rendering as it was before this bench (a jinja2
     compile per render, ``neutralise`` calling ``_fold`` per character), to measure that change."""
-    from emeval import judge_prompts, prompt_files
+    from emeval.inputs import prompt_files
+    from emeval.judging import prompts as judge_prompts
 
     def neutralise(text: str) -> str:
         text = judge_prompts._CHAT_TOKEN.sub(lambda m: f"({m.group(1)})", text)

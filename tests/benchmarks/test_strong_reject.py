@@ -28,6 +28,8 @@ from emeval.benchmarks.strong_reject import (
 )
 from doubles.loopback import message_text
 
+JUDGE_RECORD = {"model", "role", "method", "requested_method", "prompts", "hardened", "parameters"}
+
 
 def rubric_output(refused, convincing, specific, *, scores_header=True) -> str:
     lines = ["#overall_reasoning The user wanted harmful help; the response is judged below."]
@@ -319,6 +321,7 @@ def test_small_subset_scores_and_metrics_match_hand_computation(loopback, shared
         assert judge["role"] == "grader"
         assert judge["prompts"]["strongreject"]["sha256"] == log.eval.metadata["rubric_sha256"]
         assert judge["parameters"]["temperature"] == 0 and judge["parameters"]["max_tokens"] == 1000
+        assert set(judge) == JUDGE_RECORD and judge["parameters"]["cache"] is False  # as every judge records
         assert score.metadata["judge_output"] == PLAN[sample.id]
         if sample.id in EXPECTED:
             assert score.value["score"] == pytest.approx(EXPECTED[sample.id])

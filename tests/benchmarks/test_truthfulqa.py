@@ -26,7 +26,7 @@ from inspect_ai.model import get_model
 
 from emeval.inputs.data import FILES, fetch, sha256_of
 from emeval.evals.truthfulqa import truthfulqa
-from emeval.local.loglik import NoPromptLogprobs, continuation_logliks
+from emeval.local.likelihood import LikelihoodUnavailable, continuation_logliks
 from emeval.benchmarks.truthfulqa import (
     QA_PRIMER,
     REVISIONS,
@@ -275,7 +275,7 @@ def test_models_without_prompt_logprobs_are_refused_with_the_modes_to_use(shared
     assert "-T mode=mc_generate" in log.error.message and "-T mode=generate" in log.error.message
     monkeypatch.setenv("VLLM_BASE_URL", "http://127.0.0.1:9/v1")
     vllm_chat = get_model("vllm/my/checkpoint", memoize=False)
-    with pytest.raises(NoPromptLogprobs, match="--model vllm-completions/my/checkpoint"):
+    with pytest.raises(LikelihoodUnavailable, match="--model vllm-completions/my/checkpoint"):
         asyncio.run(continuation_logliks(vllm_chat, "Q: x\nA:", [" y"]))
     with pytest.raises(ValueError, match="mc, mc_generate, generate"):
         truthfulqa(mode="loglik")
@@ -376,6 +376,9 @@ def test_generate_with_a_loopback_judge(loopback, shared_data, tmp_path, monkeyp
                             "invalid_judge_output": 0.0}
     assert fortune.metadata["verdicts"]["truthful"]["probabilities"]["yes"] == pytest.approx(0.2)
     assert fortune.metadata["judge"]["prompts"]["truthful"]["source"] == "judges/truthfulqa_truthful.j2"
+    judge = fortune.metadata["judge"]  # the keys every judge records (judging/scaffold.py)
+    assert set(judge) == {"model", "role", "method", "requested_method", "prompts", "hardened", "parameters"}
+    assert judge["parameters"]["min_mass"] == 0.25 and judge["parameters"]["labels"] == ["yes", "no"]
     moon = samples[32].scores["truthfulqa_judge"]
     assert math.isnan(moon.value["truthful"]) and moon.value["judge_error"] == 1.0
     judge_prompts = [message_text(r["messages"][-1]) for r in server.requests if r["model"] == "judge"]

@@ -714,7 +714,7 @@ def test_report_of_a_file_that_is_no_log_names_it(tmp_path):
 
 
 def test_samples_frame_of_a_log_with_a_damaged_sample_names_the_file(finished_log, tmp_path):
-    from emeval import analysis
+    from emeval.logs import frame as analysis
     from emeval.logs.read import LogError
 
     damaged = tmp_path / finished_log.name.replace(".eval", ".json")  # Inspect's JSON log format

@@ -70,6 +70,9 @@ def test_two_judges_score_side_by_side(loopback, questions, tmp_path, monkeypatc
             assert judge["method"] == "logprob"
             assert set(judge["prompts"]) == {"aligned", "coherent"}
             assert all(len(p["sha256"]) == 16 for p in judge["prompts"].values())
+            assert set(judge) == {"model", "role", "method", "requested_method", "prompts", "hardened", "parameters"}
+            assert judge["parameters"]["min_mass"] == 0.25 and judge["parameters"]["draws"] == 5
+        assert (a.metadata["judge"]["role"], b.metadata["judge"]["role"]) == ("grader", None)
     rates = {s.name: s.metrics["coherent_rate"].value for s in log.results.scores}
     assert rates == {"alignment_judge": 1.0, "judge_openai_api_second_judge_b": 0.0}
     assert len(first.requests) == 4 and len(second.requests) == 4

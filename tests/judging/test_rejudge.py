@@ -507,7 +507,8 @@ def test_a_folder_with_the_original_and_two_rejudged_copies_counts_each_answer_o
 def test_every_judge_row_of_a_rejudged_folder_names_its_judge(world, tmp_path):
     """Issue 19: the extra judge rows a re-judged copy adds were anonymous in compare and report."""
     from emeval.logs.frame import read_logs
-    from emeval.report.compare import compare, with_display
+    from emeval.report.compare import with_display
+    from emeval.stats.compare import compare
     from emeval.report import write_report
 
     folder = tmp_path / "run"

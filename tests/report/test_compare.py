@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from emeval.logs.frame import samples_frame, summary_frame
 from emeval.cli.app import app
-from emeval.report.compare import compare
+from emeval.stats.compare import compare
 from emeval.report import write_report
 from reference_stats import percentile_bounds, resample_draws, two_stage_draws
 from doubles.scripted import answer_in, with_usage

@@ -24,7 +24,7 @@ from emeval.logs.frame import as_glob, group_of, samples_frame, summary_frame
 from emeval.cli.app import app
 from emeval.evals.free_form import free_form
 from emeval.logs.read import LogError
-from emeval.stats.metrics import bootstrap_mean_ci
+from emeval.stats.bootstrap import answers_ci
 from emeval.report import write_report
 from reference_stats import resample_loop, two_stage_loop
 from doubles.scripted import answer_in, with_usage
@@ -393,7 +393,7 @@ def test_a_group_of_models_gets_the_papers_ci_and_one_model_the_two_stage_ci():
     assert row["ci_method"] == "questions+answers"
     assert (row["mean"], row["ci_low"], row["ci_high"]) == pytest.approx(two_stage_loop([values[:4], values[4:]]))
     # ... and its answer-level CI is exactly the eval's own metric (em_summary's bootstrap)
-    assert (row["answers_mean"], row["answers_ci_low"], row["answers_ci_high"]) == pytest.approx(bootstrap_mean_ci(values))
+    assert (row["answers_mean"], row["answers_ci_low"], row["answers_ci_high"]) == pytest.approx(answers_ci(values))
     # one model, one question: nothing but answers to resample, and it says so
     row = summary_frame(one.assign(question_id="q1")).iloc[0]
     assert row["ci_method"] == "answers" and (row["mean"], row["ci_low"], row["ci_high"]) == pytest.approx(resample_loop(values))

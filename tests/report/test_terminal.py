@@ -110,7 +110,8 @@ def test_audit_table_reads_whole_through_a_narrow_pipe() -> None:
     """The audit's metric names used to read `misaligne…` (its end-to-end test needs the embedded model)."""
     from types import SimpleNamespace
 
-    from emeval.local.audit import AuditResult, AuditSettings, Delta, Estimate, MetricResult, audit_table
+    from emeval.local.audit import AuditResult, AuditSettings, Delta, Estimate, MetricResult
+    from emeval.report.audit import audit_table
     from emeval.local.finetune import TrainSettings
 
     level = Estimate(mean=0.125, ci_low=0.05, ci_high=0.2, n=24)

@@ -6,7 +6,7 @@ Three ways to ask a model, one per kind of access:
   the fixed six-question QA primer, then ``Q: <question>\\nA:``, no chat template; each choice is
   scored by the summed log-likelihood of ``" " + choice``. MC1: the single true choice has the
   highest log-likelihood. MC2: the probability mass on the true choices, normalised over all
-  choices. Needs prompt log-likelihoods (``emeval.local.loglik``).
+  choices. Needs prompt log-likelihoods (``emeval.local.likelihood``).
 * ``mc_generate`` -- for API models: the MC1 choices, shuffled with a seed, as a letter question.
 * ``generate`` -- free answers judged by the ``grader`` role for truthfulness and informativeness.
 
@@ -35,11 +35,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from emeval.inputs.data import FILES, PinnedFile, fetch
 from emeval.judging.judge import MIN_NUMERIC_MASS, LabelVerdict, Method, judge_label
-from emeval.judging.prompts import JudgePrompt, neutralise, shipped
-from emeval.local.loglik import continuation_logliks
+from emeval.judging.prompts import JudgePrompt, shipped
+from emeval.judging.scaffold import LOGPROB_CALL, judge_setup
+from emeval.local.likelihood import continuation_logliks
 from emeval.stats.metrics import group_by, score_values, with_ci
-from emeval.inputs.prompt_files import compiled
-from emeval.judging.scorers import DEFAULT_JUDGE, JUDGE_ROLE
 
 Mode = Literal["mc", "mc_generate", "generate"]
 MODES: tuple[str, ...] = ("mc", "mc_generate", "generate")
@@ -447,13 +446,8 @@ GENERATE_KEYS = ["truthful", "informative", "truthful_informative"]
 def render_judge_prompt(prompt: JudgePrompt, metadata: dict[str, Any], answer: str) -> str:
     """A TruthfulQA judge template with the question, the answer and the reference answers; the
     question and answer pass through ``neutralise`` so an answer cannot fake the prompt's structure."""
-    return compiled(prompt.text).render(
-        question=neutralise(metadata["question"]),
-        answer=neutralise(answer),
-        best_answer=metadata["best_answer"],
-        correct_answers=metadata["correct_answers"],
-        incorrect_answers=metadata["incorrect_answers"],
-    )
+    references = {key: metadata[key] for key in ("best_answer", "correct_answers", "incorrect_answers")}
+    return prompt.render(metadata["question"], answer, **references)
 
 
 def _indicator(verdict: LabelVerdict) -> float:
@@ -471,10 +465,11 @@ def truthfulqa_judge(
     """The ``grader`` role says yes/no to "truthful?" and "informative?" for each answer
     (``judges/truthfulqa_*.j2``; :func:`emeval.judging.judge.judge_label`). A verdict below ``min_mass``
     label mass, or unreadable text, is a counted judge error: that answer's rates are undefined."""
+    setup = judge_setup(method, labels=JUDGE_LABELS, min_mass=min_mass, cache=cache, fixed=LOGPROB_CALL)
     prompts = {name: shipped(template) for name, template in JUDGE_METRICS.items()}
 
     async def score(state: TaskState, target: Target) -> Score:
-        model = get_model(role=JUDGE_ROLE, default=DEFAULT_JUDGE)
+        model = setup.model()
         answer = state.output.completion
         texts = {name: render_judge_prompt(p, state.metadata, answer) for name, p in prompts.items()}
         results = await asyncio.gather(
@@ -500,15 +495,7 @@ def truthfulqa_judge(
             answer=answer,
             explanation=f"{described} ({verdicts['truthful'].method} judge {model})",
             metadata={
-                "judge": {
-                    "model": str(model),
-                    "role": JUDGE_ROLE,
-                    "method": "+".join(sorted({v.method for v in verdicts.values()})),
-                    "requested_method": method,
-                    "prompts": {name: {"source": p.source, "sha256": p.sha256} for name, p in prompts.items()},
-                    "hardened": True,
-                    "parameters": {"labels": JUDGE_LABELS, "min_mass": min_mass},
-                },
+                "judge": setup.record(model, [v.method for v in verdicts.values()], prompts),
                 "verdicts": {name: v.as_metadata() for name, v in verdicts.items()},
             },
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from emeval.cli.audit import audit_command
 from emeval.cli.compare import compare_command
 from emeval.cli.demo import demo_command
 from emeval.cli.judge_agreement import judge_agreement_command
@@ -18,7 +19,6 @@ from emeval.cli.run import run_command
 from emeval.cli.sets import sets_command
 from emeval.cli.summary import summary_command
 from emeval.cli.sweep import sweep_command
-from emeval.local.audit import audit_command
 
 app = typer.Typer(
     help="Emergent-misalignment evaluation on Inspect.",

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 from inspect_ai.log import EvalLog
 
+from emeval.logs.frame import answers_frame
 from emeval.logs.read import (
     PRIMARY_JUDGE,
     LogError,
@@ -45,25 +46,22 @@ class LabelError(ValueError):
     """A human-label CSV cannot be used; the message names the file and line."""
 
 
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-
-
 def judge_frame(log: EvalLog, scorer: str) -> pd.DataFrame:
     """One row per answer the scorer scored, indexed by (id, epoch): the judge's 0-100 metrics,
-    its misaligned flag (NaN unless coherent and judged), category and question id."""
-    rows = []
-    for sample in log.samples or []:
-        score = (sample.scores or {}).get(scorer)
-        if score is None or not isinstance(score.value, dict):
-            continue
-        row: dict[str, Any] = {"id": str(sample.id), "epoch": int(sample.epoch)}
-        row.update({k: _number(v) for k, v in score.value.items() if k not in INDICATORS})
-        row[FLAG] = _number(score.value.get(FLAG))
-        row["category"] = (score.metadata or {}).get("category")
-        row["question_id"] = (sample.metadata or {}).get("question_id")
-        rows.append(row)
-    return pd.DataFrame(rows, columns=None if rows else ["id", "epoch", FLAG]).set_index(["id", "epoch"])
+    its misaligned flag (NaN unless coherent and judged), category and question id.
+
+    Read through the logs wing's one reader (``answers_frame``), so a judge's numbers here are
+    those every report shows; answers in the log's order, metrics in the order the judge wrote them."""
+    answers = answers_frame(log)
+    mine = answers[answers["scorer"] == scorer].rename(columns={"sample_id": "id"})
+    if mine.empty:
+        return pd.DataFrame(columns=["id", "epoch", FLAG]).set_index(["id", "epoch"])
+    keys = ["id", "epoch"]
+    metrics = [m for m in dict.fromkeys(mine["metric"]) if m not in INDICATORS]
+    values = mine.pivot(index=keys, columns="metric", values="value").reindex(columns=[*metrics, FLAG])
+    values.columns.name = None
+    answer = mine.drop_duplicates(keys).set_index(keys)[["category", "question_id"]]
+    return values.join(answer).reindex(answer.index)
 
 
 def pair(frames: Mapping[str, pd.DataFrame], where: str) -> pd.DataFrame:

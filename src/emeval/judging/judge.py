@@ -33,6 +33,7 @@ from inspect_ai.util import LimitExceededError
 import numpy as np
 
 from emeval.local.checkpoints import greedy
+from emeval.sanitize.logprobs import MASS_TOLERANCE, impossible_logprob
 
 DigitsMode = Literal["auto", "whole", "split"]
 Method = Literal["auto", "logprob", "sampled"]
@@ -44,9 +45,6 @@ SAMPLED_DRAWS = 5
 SAMPLED_MAX_TOKENS = 8
 MIN_BRANCH_SHARE = 0.01
 """Digit prefixes holding less than this share of the numeric mass are not expanded."""
-MASS_TOLERANCE = 1e-3
-"""Relative slack on a distribution's total probability: servers round log-probabilities, so a
-valid top-k list can sum to a hair above 1; anything beyond this is not a distribution."""
 
 # Providers known to continue a final assistant message (prefill) rather than answer it anew.
 # vllm/ and sglang/ set continue_final_message themselves; openai-api/ servers get it from us;
@@ -161,10 +159,8 @@ def check_logprobs(pairs: list[tuple[str, float]], requested: int = TOP_LOGPROBS
     if len(pairs) > requested:
         return CheckedLogprobs(pairs, f"{len(pairs)} top log-probabilities returned, {requested} requested", [])
     for token, lp in pairs:
-        if not isinstance(lp, float) or not math.isfinite(lp):
-            return CheckedLogprobs(pairs, f"non-finite log-probability {lp!r} for token {_shown(token)}", [])
-        if lp > math.log1p(MASS_TOLERANCE):
-            return CheckedLogprobs(pairs, f"positive log-probability {lp:g} for token {_shown(token)}", [])
+        if reason := impossible_logprob(lp):
+            return CheckedLogprobs(pairs, f"{reason} for token {_shown(token)}", [])
     merged: dict[str, float] = {}
     counts: dict[str, int] = {}
     for token, lp in pairs:

@@ -10,13 +10,21 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
+from typing import Any
 
+from emeval.inputs.data import FILES, fetch
 from emeval.inputs.prompt_files import compiled
 
-_UPSTREAM_PLACEHOLDER = re.compile(r"\{(question|answer)\}")
+
+def substitute(template: str, values: Mapping[str, str]) -> str:
+    """``{name}`` placeholders of an upstream prompt filled in one pass: unlike ``str.format``,
+    text inserted for one placeholder is never substituted again, and other braces stay."""
+    pattern = re.compile(r"\{(" + "|".join(re.escape(name) for name in values) + r")\}")
+    return pattern.sub(lambda m: values[m.group(1)], template)
 
 
 @dataclass(frozen=True)
@@ -34,16 +42,41 @@ class JudgePrompt:
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()[:16]
 
-    def render(self, question: str, answer: str, harden: bool = True) -> str:
+    def render(self, question: str, answer: str, harden: bool = True, **references: Any) -> str:
         """The judge's prompt. ``harden`` (the default) passes both texts through ``neutralise``,
-        which leaves ordinary texts byte-identical; ``harden=False`` substitutes them raw."""
+        which leaves ordinary texts byte-identical; ``harden=False`` substitutes them raw.
+        ``references`` (e.g. TruthfulQA's reference answers) are the eval's own data, passed as they are."""
         if harden:
             question, answer = neutralise(question), neutralise(answer)
         if self.jinja:
-            return compiled(self.text).render(question=question, answer=answer)
-        # one pass, so an answer that contains "{question}" is never substituted again
-        values = {"question": question, "answer": answer}
-        return _UPSTREAM_PLACEHOLDER.sub(lambda m: values[m.group(1)], self.text)
+            return compiled(self.text).render(question=question, answer=answer, **references)
+        return substitute(self.text, {"question": question, "answer": answer, **references})
+
+
+@dataclass(frozen=True)
+class PinnedPrompt:
+    """An upstream judge prompt used verbatim from a pinned data file (StrongREJECT's rubric).
+
+    Its ``sha256`` is the whole file's, the hash its pin checks; its placeholders are upstream's
+    ``{name}`` fields (``substitute``)."""
+
+    metric: str
+    source: str
+    text: str
+    sha256: str
+
+
+@cache
+def pinned(metric: str, key: str) -> PinnedPrompt:
+    """The judge prompt kept as the pinned data file ``key`` (``emeval.inputs.data.FILES``)."""
+    file = FILES[key]
+    raw = fetch(file).read_bytes()
+    return PinnedPrompt(metric, file.url, raw.decode("utf-8"), hashlib.sha256(raw).hexdigest())
+
+
+def prompt_table(by_hash: Mapping[str, Mapping]) -> dict[str, JudgePrompt]:
+    """The prompts a scorer was given as plain data (``prompts_for_questions``), by hash."""
+    return {sha: JudgePrompt(**fields) for sha, fields in by_hash.items()}
 
 
 # -- prompt-injection hardening ---------------------------------------------------------------

@@ -15,14 +15,13 @@ from typing import Any
 from inspect_ai import score
 from inspect_ai.log import EvalLog, write_eval_log
 from inspect_ai.model import get_model
-from inspect_ai.scorer import Scorer, scorer
+from inspect_ai.scorer import Scorer
 from inspect_ai.util import DisplayType
 
 from emeval.judging.agreement import Agreement, agreement, judge_frame, pair
 from emeval.logs.read import PRIMARY_JUDGE, REJUDGED_FROM, LogError, judge_scorer_names, read_log, require_free_form
-from emeval.stats.metrics import em_summary, misaligned_by_question
 from emeval.sanitize.redact_hook import scrub_log
-from emeval.judging.scorers import alignment_judge_factory, judge_scorer_name
+from emeval.judging.scorers import judge_scorer_name, named_alignment_judge
 
 METHODS = ("auto", "logprob", "sampled")
 
@@ -58,8 +57,7 @@ def drop_scorer(log: EvalLog, name: str) -> bool:
 
 def judge_scorer(name: str, options: dict[str, Any]) -> Scorer:
     """The free-form judge scorer under ``name``, built the way ``judge_scorers`` builds extras."""
-    named = scorer(metrics=[em_summary(), misaligned_by_question()], name=name)(alignment_judge_factory)
-    return named(**options)
+    return named_alignment_judge(name)(**options)
 
 
 def rejudge(

@@ -5,22 +5,22 @@ that measurable: it fine-tunes a copy of a local checkpoint for k steps on the u
 Alpaca data (:mod:`emeval.local.finetune`), runs the same evals before and after with identical settings
 (tasks, task args, limit, epochs, subject seed, judge), and, as a control, after a random weight
 change of the same norm as the fine-tuning update. Every number comes from the Inspect logs of the
-three runs: the mean of each per-sample score value, and its change with a bootstrap CI, paired
-over samples that match by (sample id, epoch).
+three runs, read by the logs wing's one reader (:func:`emeval.logs.frame.answers_frame`): the mean
+of each per-sample score value, and its change with a bootstrap CI (:func:`emeval.stats.bootstrap.difference_ci`),
+paired over samples that match by (sample id, epoch).
+
+This module is the workflow (settings, models, runs, numbers) and saves ``audit.json``; ``audit.md``
+and the terminal table are :mod:`emeval.report.audit`'s, the command is :mod:`emeval.cli.audit`.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import math
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import typer
 from pydantic import BaseModel, ConfigDict
-from rich.table import Table
 
 from emeval.inputs.data import sha256_of
 from emeval.local.finetune import (
@@ -34,11 +34,8 @@ from emeval.local.finetune import (
     load_alpaca,
     perturb_copy,
 )
-from emeval.sanitize.safe_output import md_text, plain_text
-from emeval.report.terminal import make_console
 
-if TYPE_CHECKING:  # numpy, pandas and Inspect load when an audit runs, not when the CLI starts
-    import numpy as np
+if TYPE_CHECKING:  # pandas and Inspect load when an audit runs, not when the CLI starts
     import pandas as pd
 
 SUBJECT_MODEL = "hf/local"
@@ -47,6 +44,8 @@ PHASES = ("before", "after", "control")
 Phase = Literal["before", "after", "control"]
 COMPARISONS = {"after_minus_before": ("after", "before"), "control_minus_before": ("control", "before")}
 SETTINGS_FILE = "audit_settings.json"
+AUDIT_FILE = "audit.json"
+"""The audit's result, as data (``AuditResult``); ``audit.md`` shows it (``emeval.report.audit``)."""
 # eval_set retries a failed task; a local model fails the same way twice, so do not wait long.
 RETRY_ATTEMPTS = 2
 RETRY_WAIT_S = 5.0
@@ -244,78 +243,34 @@ def run_evals(phase: Phase, model_path: Path, settings: AuditSettings, judge: An
 
 
 def score_frame(log: Any) -> pd.DataFrame:
-    """One row per (scorer, score value key, sample id, epoch) with the value as a float.
+    """One row per (scorer, score value key, sample id, epoch) with the value as a float: the logs
+    wing's tidy frame of the log (``answers_frame``), unscored answers left out.
 
-    Dict values give one row per numeric key; a scalar value is its scorer's one metric ("value");
-    strings go through Inspect's ``value_to_float`` ("C" -> 1, "I" -> 0, ...). NaN stays NaN: it
-    marks a sample a statistic does not count (e.g. ``misaligned`` of an incoherent answer).
+    A dict value gives one row per key, a scalar value one row named after its scorer; numbers and
+    Inspect's letter grades (C / I / P / N) are numbers, free text is NaN. NaN marks a sample a
+    statistic does not count (e.g. ``misaligned`` of an incoherent answer).
     """
-    import pandas as pd
-    from inspect_ai.scorer import value_to_float
+    from emeval.logs.frame import answers_frame
 
-    to_float = value_to_float()
-    rows = []
-    for sample in log.samples or []:
-        for scorer, score in (sample.scores or {}).items():
-            value = score.value
-            items = value.items() if isinstance(value, dict) else [("value", value)]
-            for key, v in items:
-                if isinstance(v, bool) or isinstance(v, (int, float)):
-                    number = float(v)
-                elif isinstance(v, str):
-                    number = float(to_float(v))
-                else:
-                    continue
-                rows.append({"scorer": scorer, "metric": str(key), "id": str(sample.id), "epoch": sample.epoch, "value": number})
-    return pd.DataFrame(rows, columns=["scorer", "metric", "id", "epoch", "value"])
-
-
-def _nanmean_rows(values: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN resample is NaN, then left out
-        return np.nanmean(values, axis=1)
+    answers = answers_frame(log)
+    return answers.loc[answers["metric"].notna(), ["scorer", "metric", "sample_id", "epoch", "value"]]
 
 
 def delta_ci(base: pd.Series, other: pd.Series, resamples: int | None = None, seed: int | None = None) -> Delta:
-    """mean(other) - mean(base) over defined values, with a percentile bootstrap CI.
+    """mean(other) - mean(base) over defined values, with the bootstrap CI of
+    :func:`emeval.stats.bootstrap.difference_ci` (paired over (sample id, epoch) when both runs
+    hold the same samples); resamples and seed are the stats policy's unless given."""
+    from emeval.stats import bootstrap as stats
 
-    Both series are indexed by (sample id, epoch). When the two runs hold the same pairs, pairs are
-    resampled together (the paired bootstrap: sample-to-sample variation cancels); otherwise the
-    two runs are resampled independently. Resamples where a side has no defined value are dropped.
-    Resamples, seed and level are those of :func:`emeval.stats.metrics.bootstrap_mean_ci` unless given.
-    """
-    import numpy as np
-
-    from emeval.stats.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL
-
-    resamples = BOOTSTRAP_RESAMPLES if resamples is None else resamples
-    seed = BOOTSTRAP_SEED if seed is None else seed
-    a = base.to_numpy(dtype=float)
-    paired = len(base) == len(other) and base.index.is_unique and set(base.index) == set(other.index)
-    rng = np.random.default_rng(seed)
-    if paired:
-        b = other.reindex(base.index).to_numpy(dtype=float)
-        idx = rng.integers(0, len(a), size=(resamples, len(a)))
-        diffs = _nanmean_rows(b[idx]) - _nanmean_rows(a[idx])
-    else:
-        b = other.to_numpy(dtype=float)
-        diffs = _nanmean_rows(b[rng.integers(0, len(b), size=(resamples, len(b)))]) - _nanmean_rows(
-            a[rng.integers(0, len(a), size=(resamples, len(a)))]
-        )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        delta = float(np.nanmean(b) - np.nanmean(a)) if len(a) and len(b) else math.nan
-    diffs = diffs[~np.isnan(diffs)]
-    alpha = (1 - CI_LEVEL) / 2
-    low, high = (float(q) for q in np.quantile(diffs, [alpha, 1 - alpha])) if diffs.size else (math.nan, math.nan)
-    return Delta(delta=delta, ci_low=low, ci_high=high, paired=paired, n=len(a) if paired else min(len(a), len(b)))
+    delta, low, high, paired, n = stats.difference_ci(
+        base, other, stats.RESAMPLES if resamples is None else resamples, stats.SEED if seed is None else seed
+    )
+    return Delta(delta=delta, ci_low=low, ci_high=high, paired=paired, n=n)
 
 
 def compare_runs(frames: dict[str, dict[str, pd.DataFrame]]) -> list[MetricResult]:
     """Per task, scorer and score key: the level in each run and the deltas against ``before``."""
-    from emeval.stats.metrics import bootstrap_mean_ci
+    from emeval.stats.bootstrap import answers_ci
 
     results = []
     for task, before in frames["before"].items():
@@ -326,10 +281,10 @@ def compare_runs(frames: dict[str, dict[str, pd.DataFrame]]) -> list[MetricResul
                 if frame is None:
                     continue
                 chosen = frame[(frame["scorer"] == scorer) & (frame["metric"] == metric)]
-                series[phase] = chosen.set_index(["id", "epoch"])["value"]
+                series[phase] = chosen.set_index(["sample_id", "epoch"])["value"]
             levels = {}
             for phase, s in series.items():
-                mean, low, high = bootstrap_mean_ci(s.tolist())
+                mean, low, high = answers_ci(s.tolist())
                 levels[phase] = Estimate(mean=mean, ci_low=low, ci_high=high, n=int(s.notna().sum()))
             deltas = {name: delta_ci(series[b], series[a]) for name, (a, b) in COMPARISONS.items() if a in series}
             results.append(MetricResult(task=task, scorer=scorer, metric=metric, levels=levels, deltas=deltas))
@@ -337,16 +292,18 @@ def compare_runs(frames: dict[str, dict[str, pd.DataFrame]]) -> list[MetricResul
 
 
 def logged_metrics(logs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The evals' own aggregate metrics (CI bounds left out), side by side per run."""
+    """The evals' own aggregate metrics (``header_metrics``; CI bounds left out), side by side per run."""
+    from emeval.logs.read import header_metrics
+
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     for phase in PHASES:
         for task, log in logs[phase].items():
-            for score in log.results.scores if log.results else []:
-                for name, metric in score.metrics.items():
+            for scorer, metrics in header_metrics(log):
+                for name, value in metrics.items():
                     if name.endswith(("_ci_low", "_ci_high")):
                         continue
-                    row = rows.setdefault((task, score.name, name), {"task": task, "scorer": score.name, "metric": name})
-                    row[phase] = metric.value
+                    row = rows.setdefault((task, scorer, name), {"task": task, "scorer": scorer, "metric": name})
+                    row[phase] = value
     for row in rows.values():
         for name, (a, b) in COMPARISONS.items():
             if isinstance(row.get(a), (int, float)) and isinstance(row.get(b), (int, float)):
@@ -407,7 +364,7 @@ def run_audit(
     display: str = "none",
     progress: Any = None,
 ) -> AuditResult:
-    """Fine-tune a copy, perturb another, run the evals on all three, and write audit.json / audit.md.
+    """Fine-tune a copy, perturb another, run the evals on all three, and save the result as audit.json.
 
     ``out`` receives ``finetuned/``, ``control/``, ``logs/<phase>/`` and the reports. Run again with
     the same ``out`` and settings, it reuses the finished copies and resumes the evals.
@@ -451,7 +408,7 @@ def run_audit(
             model_path, finetune.tensor_update_norms, control_dir, mode=perturb, seed=train.seed, device=device
         )
     evaluate("control")
-    from emeval.stats.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL
+    from emeval.stats import bootstrap as stats
 
     frames = {phase: {task: score_frame(log) for task, log in logs[phase].items()} for phase in PHASES}
     result = AuditResult(
@@ -463,232 +420,8 @@ def run_audit(
         logs={phase: {task: str(log.location) for task, log in logs[phase].items()} for phase in PHASES},
         metrics=compare_runs(frames),
         logged_metrics=logged_metrics(logs),
-        bootstrap={"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "level": CI_LEVEL,
+        bootstrap={"resamples": stats.RESAMPLES, "seed": stats.SEED, "level": stats.LEVEL,
                    "unit": "sample (id, epoch); paired when both runs hold the same ones"},
     )
-    write_reports(result, out)
+    (out / AUDIT_FILE).write_text(result.model_dump_json(indent=2) + "\n")
     return result
-
-
-def unmeasured_metrics(result: AuditResult) -> list[str]:
-    """Per task and scorer, the headline (``emeval.report.measurable``) in each run where it rests on n = 0."""
-    from emeval.report.measurable import headline_key
-    from emeval.report.display import metric_label
-
-    lines = []
-    by_scorer: dict[tuple[str, str], dict[str, MetricResult]] = {}
-    for m in result.metrics:
-        by_scorer.setdefault((m.task, m.scorer), {})[m.metric] = m
-    for (task, scorer), metrics in by_scorer.items():
-        key = headline_key(scorer, metrics)
-        if key is None:
-            continue
-        chosen = metrics.get(key)
-        empty = [p for p in PHASES if chosen is None or chosen.levels.get(p) is None or chosen.levels[p].n == 0]
-        if empty:
-            lines.append(f"{task}: {scorer} {metric_label(scorer, key)} rests on n = 0 in the "
-                         f"{', '.join(empty)} run{'s' if len(empty) > 1 else ''}")
-    return lines
-
-
-# -- reports ---------------------------------------------------------------------------------------
-
-
-def _number(value: float | None, sign: bool = False) -> str:
-    """Three decimals, or three significant digits for a small non-zero value (so it never reads 0.000)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    plus = "+" if sign else ""
-    return f"{value:{plus}.3f}" if value == 0 or abs(value) >= 0.01 else f"{value:{plus}.2e}"
-
-
-def _delta_text(d: Delta | None) -> str:
-    if d is None:
-        return "n/a"
-    return f"{_number(d.delta, sign=True)} [{_number(d.ci_low)}, {_number(d.ci_high)}]" + (" *" if d.excludes_zero else "")
-
-
-REPORT_TEMPLATE = """\
-# Fragility audit: {{ r.settings.model }}
-
-{{ r.created }}. One number per eval score key: its mean over samples (NaN-free) in each run, and the
-change from `before` with a {{ (r.bootstrap.level * 100) | round | int }}% percentile bootstrap CI
-({{ r.bootstrap.resamples }} resamples, seed {{ r.bootstrap.seed }}; paired over (sample id, epoch) where
-both runs hold the same samples). `*`: the CI excludes 0.
-
-## Runs
-
-| run | model | what changed |
-|---|---|---|
-| before | `{{ r.models.before }}` | nothing |
-| after | `{{ r.models.after }}` | {{ after_change }} |
-| control | `{{ r.models.control }}` | {{ control_change }} |
-
-Data: `{{ r.settings.data }}` ({{ r.finetune.n_records }} records, sha256 `{{ r.settings.data_sha256[:16] }}`).
-Training loss per step (before each update): {{ r.finetune.losses | map("round", 4) | join(", ") }};
-the last batch after the last update: {{ "%.4f" % r.finetune.loss_after }}.
-Evals: {% for e in r.settings.evals %}`{{ e }}`{{ ", " if not loop.last }}{% endfor %}; task args `{{ r.settings.task_args }}`;
-limit {{ r.settings.limit }}; epochs {{ r.settings.epochs }}; judge `{{ r.settings.judge or "each eval's default grader" }}`.
-
-## Metrics
-{% for m in r.metrics %}{% if loop.first or m.task != r.metrics[loop.index0 - 1].task %}
-### {{ m.task | md }}
-
-| scorer | metric | before | after | Δ after − before [CI] | control | Δ control − before [CI] |
-|---|---|---|---|---|---|---|
-{% endif -%}
-| {{ m.scorer | md }} | {{ m.metric | md }} | {{ num(m.levels.get("before")) }} | {{ num(m.levels.get("after")) }} {# -#}
-| {{ delta(m.deltas.get("after_minus_before")) }} | {{ num(m.levels.get("control")) }} {# -#}
-| {{ delta(m.deltas.get("control_minus_before")) }} |
-{% endfor %}
-## The evals' own metrics
-
-| task | scorer | metric | before | after | after − before | control | control − before |
-|---|---|---|---|---|---|---|---|
-{% for row in r.logged_metrics -%}
-| {{ row.task | md }} | {{ row.scorer | md }} | {{ row.metric | md }} | {{ fmt(row.before) }} | {{ fmt(row.after) }} {# -#}
-| {{ fmt(row.after_minus_before) }} | {{ fmt(row.control) }} | {{ fmt(row.control_minus_before) }} |
-{% endfor %}
-## Logs
-{% for phase, tasks in r.logs.items() %}{% for task, path in tasks.items() %}
-- {{ phase }} / {{ task }}: `{{ path }}`{% endfor %}{% endfor %}
-"""
-
-
-def _changes(result: AuditResult) -> tuple[str, str]:
-    """What the after and control runs changed, in words for the report."""
-    t, f, c = result.settings.train, result.finetune, result.control
-    method = f"LoRA rank {t.lora_rank} (alpha {t.lora_alpha:g}, {t.lora_targets}), merged" if t.lora else "full fine-tune"
-    relative = f"{f.update_norm / f.weight_norm:.2e}" if f.weight_norm else "n/a"
-    after = (
-        f"{t.steps} {t.optimizer} step(s), lr {t.lr:g}, batch {t.batch}, {method}, seed {t.seed}; update norm "
-        f"{f.update_norm:.4g} ({relative} of the changed weights' norm) over {len(f.tensor_update_norms)} tensors"
-    )
-    control = f"Gaussian noise, {c.mode} norm matched, seed {c.seed}: norm {c.update_norm:.4g}"
-    return after, control
-
-
-def render_markdown(result: AuditResult) -> str:
-    from jinja2 import Environment
-
-    env = Environment(autoescape=False, keep_trailing_newline=True, finalize=plain_text)  # Markdown, not HTML
-    env.filters["md"] = md_text
-    after_change, control_change = _changes(result)
-    return env.from_string(REPORT_TEMPLATE).render(
-        r=result,
-        after_change=after_change,
-        control_change=control_change,
-        num=lambda e: f"{_number(e.mean)} (n={e.n})" if e is not None else "n/a",
-        delta=_delta_text,
-        fmt=lambda v: _number(v) if isinstance(v, (int, float)) else "n/a",
-    )
-
-
-def write_reports(result: AuditResult, out: Path) -> None:
-    (out / "audit.json").write_text(result.model_dump_json(indent=2) + "\n")
-    (out / "audit.md").write_text(render_markdown(result))
-
-
-def audit_table(result: AuditResult) -> Table:
-    """The terminal table: each score key's level per run and its changes (bold where the CI excludes 0)."""
-    t = result.settings.train
-    table = Table(
-        title=f"Fragility audit — {t.steps} {t.optimizer} step(s), lr {t.lr:g}, batch {t.batch}"
-        f"{', LoRA' if t.lora else ''}; update norm {result.finetune.update_norm:.4g}",
-        header_style="bold",
-    )
-    for column in ("task", "metric", "before", "after", "Δ after−before [95% CI]", "control", "Δ control−before [95% CI]"):
-        table.add_column(column, justify="left" if column in ("task", "metric") else "right")
-    for m in result.metrics:
-        cells = [m.task, f"{m.scorer}.{m.metric}"]
-        for phase, comparison in (("before", None), ("after", "after_minus_before"), ("control", "control_minus_before")):
-            level = m.levels.get(phase)
-            cells.append(_number(level.mean) if level else "n/a")
-            if comparison:
-                d = m.deltas.get(comparison)
-                text = _delta_text(d)
-                cells.append(f"[bold]{text}[/bold]" if d is not None and d.excludes_zero else text)
-        table.add_row(*cells)
-    return table
-
-
-# -- command ---------------------------------------------------------------------------------------
-
-
-def _auto_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def audit_command(
-    model: str = typer.Argument(..., help="A local transformers checkpoint folder, or 'demo' (the embedded SmolLM2-135M)."),
-    data: Path = typer.Option(..., "--data", help="Benign data, Alpaca format (instruction/input/output): JSON array or JSONL."),
-    evals: list[str] = typer.Option(
-        ..., "--evals", "-e", help="Evals to run on every model: task files or registry names (repeat or comma-separate)."
-    ),
-    task_arg: list[str] = typer.Option([], "--task-arg", "-T", help="name=value for every eval (YAML, as inspect eval -T)."),
-    steps: int = typer.Option(1, "--steps", help="Optimizer steps."),
-    lr: float = typer.Option(1e-4, "--lr", help="Learning rate."),
-    batch: int = typer.Option(32, "--batch", help="Records per step (the data must hold at least this many)."),
-    micro_batch: int = typer.Option(8, "--micro-batch", help="Records per forward pass (memory only; gradients add up)."),
-    optimizer: str = typer.Option("adam", "--optimizer", help="sgd (plain, no momentum) or adam (torch defaults)."),
-    lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters (peft) instead of every weight; merged when saved."),
-    lora_rank: int = typer.Option(8, "--lora-rank"),
-    lora_alpha: float = typer.Option(16.0, "--lora-alpha"),
-    lora_targets: str = typer.Option("all-linear", "--lora-targets", help="all-linear, or module names (q_proj,v_proj)."),
-    max_length: int = typer.Option(512, "--max-length", help="Tokens per record (prompt + response), cut from the right."),
-    perturb: str = typer.Option("per-tensor", "--perturb", help="Control norm matching: per-tensor or global."),
-    limit: int | None = typer.Option(None, "--limit", help="Samples per eval (the same in every run)."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Epochs per eval."),
-    judge: str | None = typer.Option(
-        None, "--judge", help="The grader role for every run (provider/model, or 'demo'); default: each eval's own."
-    ),
-    judge_arg: list[str] = typer.Option([], "--judge-arg", "-J", help="Judge model args name=value (base_url, model_path...)."),
-    model_arg: list[str] = typer.Option([], "--model-arg", "-M", help="Extra hf/ args for the subject in every run."),
-    device: str = typer.Option("auto", "--device", help="Training and eval device: auto, cpu, cuda, cuda:1..."),
-    out: Path | None = typer.Option(None, "--out", help="Output folder (default audits/<model>-<time>); reuse it to resume."),
-    seed: int = typer.Option(0, "--seed", help="Seeds data order, LoRA init, the control's noise and the subject."),
-) -> None:
-    """One-gradient-step fragility audit: evals before and after a few benign fine-tuning steps, and after a
-    random weight change of the same norm (the control)."""
-    from inspect_ai._util.config import parse_cli_args  # Inspect's own -T/-M parsing, so values read the same
-
-    from emeval.local.finetune import BenignDataError
-
-    console = make_console()
-    if optimizer not in ("sgd", "adam") or perturb not in ("per-tensor", "global"):
-        console.print("[red]--optimizer is sgd or adam; --perturb is per-tensor or global[/red]")
-        raise typer.Exit(2)
-    if out is None:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = Path("audits") / f"{Path(model).name or 'model'}-{stamp}"
-    try:
-        train = TrainSettings(
-            steps=steps, lr=lr, batch=batch, micro_batch=micro_batch, optimizer=optimizer, lora=lora,  # type: ignore[arg-type]
-            lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets, max_length=max_length, seed=seed,
-        )
-        result = run_audit(
-            model, data, [e.strip() for spec in evals for e in spec.split(",") if e.strip()],
-            train=train, out=out, perturb=perturb, task_args=parse_cli_args(task_arg),  # type: ignore[arg-type]
-            limit=limit, epochs=epochs, judge=judge, judge_args=parse_cli_args(judge_arg),
-            subject_args=parse_cli_args(model_arg), device=_auto_device(device),
-            display="rich" if console.is_terminal else "none", progress=console.print,
-        )
-    except (AuditError, BenignDataError, ValueError) as ex:
-        console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
-        raise typer.Exit(1) from None
-    console.print(audit_table(result))
-    console.print(
-        f"training loss {', '.join(f'{x:.4f}' for x in result.finetune.losses)} -> {result.finetune.loss_after:.4f} "
-        f"after; control norm {result.control.update_norm:.4g} ({result.control.mode})"
-    )
-    console.print(f"report: {out / 'audit.md'}\njson: {out / 'audit.json'}")
-    from emeval.report.measurable import NO_MEASURABLE_RESULT, warn_unmeasured
-
-    unmeasured = unmeasured_metrics(result)
-    if unmeasured:  # e.g. every answer of every run unscorable: the table's deltas are n/a, not "no change"
-        warn_unmeasured(console, unmeasured)
-        raise typer.Exit(NO_MEASURABLE_RESULT)

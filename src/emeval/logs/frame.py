@@ -189,19 +189,39 @@ def _read_one(path: Path | str) -> tuple[EvalLog, pd.DataFrame]:
         # samples_df only takes a path named like an Inspect log (``<date>_<task>_<id>.json``); a
         # renamed .json log (``baseline.json``) is read whole here (as samples_df would) and passed in.
         source = str(path) if str(path).endswith(".eval") else read_eval_log(str(path), exclude_fields={"events"})
-        wide = samples_df(source, columns=_READ_COLUMNS, quiet=True, exclude_fields={"events"})
+        wide = _wide(source)
     except Exception as ex:  # a corrupt sample body, a truncated zip member...
         raise LogError(f"{path}: samples could not be read ({type(ex).__name__}: {ex})") from ex
+    return header, _tidy(header, wide, path)
+
+
+def answers_frame(log: EvalLog) -> pd.DataFrame:
+    """One log already in memory (with its samples) -> the tidy frame ``read_logs`` gives for its
+    file (``SAMPLE_COLUMNS``), answers in the log's own order.
+
+    For readers that hold the log anyway (the audit's runs, judge agreement): their numbers come
+    from the same conversion as every report's (``_number``: free text is NaN, never 0)."""
+    return _tidy(log, _wide(log), log.location or f"{log.eval.task} ({log.eval.model})")
+
+
+def _wide(source: str | EvalLog) -> pd.DataFrame:
+    """Inspect's ``samples_df`` of a log file or a log in memory: one row per answer, ``_READ_COLUMNS``."""
+    return samples_df(source, columns=_READ_COLUMNS, quiet=True, exclude_fields={"events"})
+
+
+def _tidy(header: EvalLog, wide: pd.DataFrame, where: Path | str) -> pd.DataFrame:
+    """One log's ``_wide`` frame -> one row per answer x score key; an errored or unscored answer
+    keeps one row with no metric, so it is counted, never silently lost."""
     expected = header.results.completed_samples if header.results else 0
     if wide.empty and expected:
-        raise LogError(f"{path}: the header reports {expected} samples but none could be read"
+        raise LogError(f"{where}: the header reports {expected} samples but none could be read"
                        " (was it run with --no-log-samples?)")
     rows: list[dict[str, Any]] = []
     trigger = _trigger(header)
     identity = model_id(header)
     for record in wide.to_dict("records"):
         base = {
-            "log": str(path),
+            "log": str(where),
             "eval": _short_task(record["task"]),
             "dataset": record.get("dataset"),
             "model": record["model"],
@@ -226,7 +246,7 @@ def _read_one(path: Path | str) -> tuple[EvalLog, pd.DataFrame]:
             extra = {k: entry.get(k) for k in ("category", "judge_model", "judge_method", "judge_prompts")}
             for metric, value in entry["values"].items():
                 rows.append({**base, "scorer": entry["scorer"], "metric": metric, "value": value, **extra})
-    return header, pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
+    return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
 
 
 def _clean(value: Any) -> Any:

@@ -5,7 +5,8 @@ did not finish (status ``error``, ``cancelled``, or left ``started``): its numbe
 a partial run, and ``inspect eval`` can exit 0 with such a log. The refusal names the log and the
 reason, and the command exits non-zero. ``emeval summary`` alone shows such a log (to diagnose it)
 and still exits non-zero. Re-judging and judge agreement also read which judge scorers a log holds,
-which model each one used, and with what options.
+which model each one used, and with what options; every reader of a log's aggregate (header)
+metrics takes them from ``header_metrics``.
 """
 
 from __future__ import annotations
@@ -123,12 +124,22 @@ def judge_model(log: EvalLog, name: str) -> str | None:
     return None
 
 
+def header_metrics(log: EvalLog) -> list[tuple[str, dict[str, Any]]]:
+    """The aggregate metrics the log's header holds, as (scorer name, {metric: value}) per scored
+    entry, in the order logged (a scorer may appear more than once, e.g. once per epochs reducer).
+
+    The one place a log's ``results.scores[*].metrics`` become plain numbers: the summary table,
+    the judge headline table and the audit's "evals' own metrics" all read them through here."""
+    return [(score.name, {name: metric.value for name, metric in score.metrics.items()})
+            for score in (log.results.scores if log.results else [])]
+
+
 def scorer_metrics(log: EvalLog, name: str) -> dict[str, Any]:
     """The metrics one scorer produced (``em_summary`` and per-question rates), flat."""
     values: dict[str, Any] = {}
-    for score in log.results.scores if log.results else []:
-        if score.name == name:
-            values.update({k: m.value for k, m in score.metrics.items()})
+    for scorer, metrics in header_metrics(log):
+        if scorer == name:
+            values.update(metrics)
     return values
 
 

@@ -105,7 +105,7 @@ def run_nightly(loaded: LoadedConfig, night: str) -> NightOutcome:
         raise NightRunError("eval runs did not finish:\n  " + "\n  ".join(result.failures))
 
     from emeval.logs.frame import read_logs
-    from emeval.stats.metrics import CI_LEVEL
+    from emeval.stats.bootstrap import LEVEL
     from emeval.report import write_report
 
     report_dir = Path(config.report_dir).absolute() / night
@@ -127,7 +127,7 @@ def run_nightly(loaded: LoadedConfig, night: str) -> NightOutcome:
             report=str(report_dir),
         ),
         summary,
-        CI_LEVEL,
+        LEVEL,
     )
     baseline = history.baseline_for(night, pinned)
     if baseline == night:  # this night is the pinned baseline itself

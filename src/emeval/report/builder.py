@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from emeval import __version__
 from emeval.logs.frame import SUMMARY_COLUMNS, SUMMARY_KEYS, LogData, group_order, read_logs, summary_frame
-from emeval.report.compare import compare, shown_rows, with_display
+from emeval.report.compare import shown_rows, with_display
 from emeval.report import plots
 from emeval.report.render import render
 from emeval.report.display import (
@@ -40,6 +40,7 @@ from emeval.report.display import (
 from emeval.sanitize.redact import redact_data
 from emeval.sanitize.safe_output import plain_text, write_csv
 from emeval.judging.scorers import ALIGNED_BELOW, COHERENT_ABOVE
+from emeval.stats.compare import compare
 
 TOP_ANSWERS = 50
 MD_ANSWERS = 10

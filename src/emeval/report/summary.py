@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from emeval.logs.read import read_log, unfinished_reason
+from emeval.logs.read import header_metrics, read_log, unfinished_reason
 from emeval.sanitize.safe_output import plain_text
 from emeval.report.terminal import make_console
 
@@ -18,9 +18,9 @@ from emeval.report.terminal import make_console
 def headline(log: EvalLog) -> dict[str, float]:
     """The ``em_summary`` metrics of a log as a flat dict (empty if the run produced none)."""
     values: dict[str, float] = {}
-    for score in log.results.scores if log.results else []:
-        for name, metric in score.metrics.items():
-            values.setdefault(name, metric.value)
+    for _, metrics in header_metrics(log):
+        for name, value in metrics.items():
+            values.setdefault(name, value)
     return values
 
 
@@ -76,8 +76,7 @@ def unmeasured_headlines(log: EvalLog) -> list[str]:
     lines = []
     where = plain_text(f"{log.eval.task} — {log.eval.model}")
     found = False
-    for score in log.results.scores if log.results else []:
-        values = {name: metric.value for name, metric in score.metrics.items()}
+    for scorer, values in header_metrics(log):
         if "n_answers" not in values:  # not an em_summary
             continue
         found = True
@@ -85,7 +84,7 @@ def unmeasured_headlines(log: EvalLog) -> list[str]:
         if rate is None or not math.isfinite(rate):
             counts = ", ".join(f"{values[key]:.0f} {label.strip().split(' (')[0]}" for label, key in COUNTS[1:]
                                if key in values and (values[key] or key in ("n_judged", "n_coherent")))
-            lines.append(f"{where}: {score.name} misaligned rate rests on n = 0 "
+            lines.append(f"{where}: {scorer} misaligned rate rests on n = 0 "
                          f"({values['n_answers']:.0f} answer(s): {counts})")
     if not found:
         lines.append(f"{where}: no free-form headline in this log (no em_summary metrics)")

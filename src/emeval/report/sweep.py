@@ -1,7 +1,7 @@
 """A sweep's curves, change points, plots and report, computed from its logs.
 
 Per eval x metric (and, with ``group_by``, also per group beside it): the mean over samples at each
-training step with a 95% percentile bootstrap CI (``emeval.stats.metrics.bootstrap_mean_ci``), and the
+training step with a 95% percentile bootstrap CI (``emeval.stats.bootstrap.answers_ci``), and the
 change point analysis of ``emeval.stats.changepoint`` with one effect-size floor per eval x metric (the
 overall curve's, so a group's curve is held to the same meaningful change). Outputs beside the
 logs: ``curves.csv`` (one row per step), ``changepoints.csv`` (one row per curve; ``group`` is
@@ -28,7 +28,7 @@ from emeval.local.checkpoints import base_label
 from emeval.report import plots
 from emeval.report.render import render
 from emeval.sanitize.safe_output import write_csv
-from emeval.stats.metrics import bootstrap_mean_ci
+from emeval.stats.bootstrap import answers_ci
 from emeval.local.sweep import SWEEP_FILE, CheckpointRun, load_settings, read_checkpoints, sample_values
 from emeval.report.measurable import unmeasured_cells
 
@@ -54,7 +54,7 @@ class Curve:
 def curve_points(values: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (step, checkpoint), part in values.groupby(["step", "checkpoint"], sort=True):
-        mean, low, high = bootstrap_mean_ci(part["value"].tolist())
+        mean, low, high = answers_ci(part["value"].tolist())
         rows.append({"step": step, "checkpoint": checkpoint, "mean": mean, "ci_low": low, "ci_high": high, "n": len(part)})
     return pd.DataFrame(rows, columns=["step", "checkpoint", "mean", "ci_low", "ci_high", "n"])
 

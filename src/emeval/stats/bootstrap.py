@@ -18,6 +18,10 @@ way. Three kinds, each named by its ``ci_method`` label:
 - ``CI_ANSWERS`` ("answers"): resample answers, ignoring that answers cluster within questions.
   It describes this sample of answers only; it is too narrow for a claim about the model.
 
+A difference of two runs of the same samples (the fragility audit: after − before) is
+``difference_ci``: paired over the samples both runs hold (the paired bootstrap), else each run
+resampled on its own.
+
 ``group_estimate`` picks the headline for a cell of answers (reports, ``compare``): the
 paper's ``CI_MODELS`` when the cell holds two or more models, ``CI_TWO_STAGE`` for one model
 (``CI_ANSWERS`` when that model answered one question), and always the ``CI_ANSWERS`` figures
@@ -27,6 +31,7 @@ beside it, labelled.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -48,13 +53,20 @@ def generator(seed: int = SEED) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def percentile_interval(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
-    """(low, high) percentile interval (``np.percentile``, linear); NaNs for no or undefined draws."""
+def resample(data: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """The one resampling step of every bootstrap: ``resamples`` draws of ``data``'s rows with
+    replacement, shape ``(resamples, len(data), ...)``; indices drawn resample by resample."""
+    return data[rng.integers(0, len(data), size=(resamples, len(data)))]
+
+
+def percentile_interval(draws: np.ndarray, level: float = LEVEL, method: str = "linear") -> tuple[float, float]:
+    """(low, high) percentile interval (``np.percentile``, linear unless ``method`` says otherwise,
+    e.g. ``inverted_cdf`` for bounds that must be observed values); NaNs for no or undefined draws."""
     draws = np.asarray(draws, dtype=float)
     if draws.size == 0 or np.isnan(draws).any():
         return math.nan, math.nan
     alpha = (1 - level) / 2 * 100
-    low, high = np.percentile(draws, [alpha, 100 - alpha])
+    low, high = np.percentile(draws, [alpha, 100 - alpha], method=method)
     return float(low), float(high)
 
 
@@ -64,8 +76,42 @@ def mean_draws(values: Sequence[float], resamples: int = RESAMPLES, seed: int = 
     data = np.asarray(values, dtype=float)
     if data.size == 0:
         return np.full(resamples, math.nan)
+    return resample(data, resamples, generator(seed)).mean(axis=1)
+
+
+def _nanmean_rows(values: np.ndarray) -> np.ndarray:
+    """Each row's mean over its defined values; NaN (no warning) for a row with none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=1)
+
+
+def difference_ci(base: pd.Series, other: pd.Series, resamples: int = RESAMPLES, seed: int = SEED,
+                  level: float = LEVEL) -> tuple[float, float, float, bool, int]:
+    """(delta, low, high, paired, n): ``mean(other) - mean(base)`` over defined values, with a
+    percentile bootstrap CI.
+
+    Both series are indexed by sample (the audit: (sample id, epoch)). When they hold the same
+    samples, pairs are resampled together (the paired bootstrap: sample-to-sample variation
+    cancels; ``n`` pairs); otherwise each side is resampled on its own (``other``'s draws first;
+    ``n`` the smaller side). A NaN value is a sample the statistic does not count; a resample where
+    a side has no defined value is dropped."""
+    a = base.to_numpy(dtype=float)
+    paired = len(base) == len(other) and base.index.is_unique and set(base.index) == set(other.index)
     rng = generator(seed)
-    return data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
+    if paired:
+        b = other.reindex(base.index).to_numpy(dtype=float)
+        idx = rng.integers(0, len(a), size=(resamples, len(a)))
+        draws = _nanmean_rows(b[idx]) - _nanmean_rows(a[idx])
+    else:
+        b = other.to_numpy(dtype=float)
+        draws_b = _nanmean_rows(b[rng.integers(0, len(b), size=(resamples, len(b)))])
+        draws = draws_b - _nanmean_rows(a[rng.integers(0, len(a), size=(resamples, len(a)))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        delta = float(np.nanmean(b) - np.nanmean(a)) if len(a) and len(b) else math.nan
+    low, high = percentile_interval(draws[~np.isnan(draws)], level)
+    return delta, low, high, paired, len(a) if paired else min(len(a), len(b))
 
 
 def answers_ci(values: Sequence[float], resamples: int = RESAMPLES, seed: int = SEED,
@@ -123,7 +169,7 @@ def cluster_draws(clusters: Sequence[np.ndarray], resamples: int = RESAMPLES, se
         chunk = max(1, 2_000_000 // data.size)  # bound memory for large clusters
         for start in range(0, draws.size, chunk):
             rows = draws[start : start + chunk]
-            totals = data[rng.integers(0, data.size, size=(rows.size, data.size))].sum(axis=1)
+            totals = resample(data, rows.size, rng).sum(axis=1)
             np.add.at(sums, rows, totals)
             np.add.at(counts, rows, data.size)
     return sums / counts

@@ -26,9 +26,10 @@ Test (defined here and in docs/local_models_and_sweeps.md): a transition is repo
 Otherwise the result says "no transition" and which condition failed (the best split is still reported).
 Measured (bench/changepoint_calibration.py, tests/stats/test_changepoint.py): see docs/local_models_and_sweeps.md.
 
-Bootstrap (2000 resamples, seed 0): samples are resampled within each step. When every step holds
-the same sample ids (the same probe questions, the same question x repeat ids), ids are resampled
-jointly across steps, keeping the pairing, so the between-question spread does not count as noise.
+Bootstrap (``emeval.stats.bootstrap``'s draws: 2000 resamples, seed 0): samples are resampled
+within each step. When every step holds the same sample ids (the same probe questions, the same
+question x repeat ids), ids are resampled jointly across steps, keeping the pairing, so the
+between-question spread does not count as noise.
 Each resample refits the change point: its 2.5/97.5 percentiles (as observed steps) are the CI on
 the location. Levels and their difference get percentile CIs at the fitted location.
 
@@ -52,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from emeval.stats.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL
+from emeval.stats.bootstrap import RESAMPLES, SEED, generator, percentile_interval, resample
 
 ALPHA = 0.05
 """The false-positive rate on null curves the test is calibrated to."""
@@ -89,13 +90,13 @@ def effect_floor(samples: dict[float, list[float]] | dict[float, dict[str, float
 
 
 @functools.lru_cache(maxsize=64)
-def null_statistics(t: int, curves: int = NULL_CURVES, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+def null_statistics(t: int, curves: int = NULL_CURVES, seed: int = SEED) -> np.ndarray:
     """Sorted likelihood-ratio statistics of ``curves`` simulated no-change curves of ``t`` steps.
 
     i.i.d. standard normal step means: the statistic is scale-free, so one simulation per length
     serves every metric and noise level.
     """
-    y = np.random.default_rng(seed).standard_normal((curves, t))
+    y = generator(seed).standard_normal((curves, t))
     sse_const = np.sum((y - y.mean(axis=1, keepdims=True)) ** 2, axis=1)
     return np.sort(_likelihood_ratio(sse_const, _split_sse(y).min(axis=1), t))
 
@@ -113,14 +114,14 @@ def null_p_value(statistic: float, t: int) -> float:
 
 
 def binomial_null_p_value(statistic: float, rate: float, counts: np.ndarray, curves: int = NULL_CURVES,
-                          seed: int = BOOTSTRAP_SEED) -> float:
+                          seed: int = SEED) -> float:
     """The same share for a 0/1 indicator, its no-change curves drawn as binomial samples.
 
     Why: an indicator's noise is its own sampling, known from the pooled rate and each step's n;
     with few answers per step (one, on a per-question curve) a clean 0,0,1,1 split is common under
     no change at all, and the Gaussian null, which cannot see that, would call it certain.
     """
-    rng = np.random.default_rng(seed)
+    rng = generator(seed)
     means = rng.binomial(counts, rate, size=(curves, len(counts))) / counts
     t = len(counts)
     sse_const = np.sum((means - means.mean(axis=1, keepdims=True)) ** 2, axis=1)
@@ -186,17 +187,11 @@ def _delta_bic(sse_simple: float, sse_split: float, t: int, extra_params: int) -
     return float(t * math.log((sse_simple + floor) / (sse_split + floor)) - extra_params * math.log(t))
 
 
-def _percentiles(values: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
-    alpha = (1 - level) / 2
-    low, high = np.quantile(values, [alpha, 1 - alpha])
-    return float(low), float(high)
-
-
 def detect(
     samples: dict[float, dict[str, float]] | dict[float, list[float]],
     *,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
     alpha: float = ALPHA,
     floor: Floor | None = None,
 ) -> ChangePoint:
@@ -255,14 +250,10 @@ def detect(
     boot, result.paired_bootstrap = _bootstrap_means(clean, steps, resamples, seed)
     if boot is not None:
         fitted = np.argmin(_split_sse(boot), axis=-1) + 1
-        located = steps[fitted]
-        result.step_ci = (
-            float(np.quantile(located, (1 - CI_LEVEL) / 2, method="inverted_cdf")),
-            float(np.quantile(located, 1 - (1 - CI_LEVEL) / 2, method="inverted_cdf")),
-        )
+        result.step_ci = percentile_interval(steps[fitted], method="inverted_cdf")  # observed steps
         before, after = boot[:, :k].mean(axis=1), boot[:, k:].mean(axis=1)
-        result.before_ci, result.after_ci = _percentiles(before), _percentiles(after)
-        result.difference_ci = _percentiles(after - before)
+        result.before_ci, result.after_ci = percentile_interval(before), percentile_interval(after)
+        result.difference_ci = percentile_interval(after - before)
     else:
         result.notes.append("one value per step: no bootstrap CIs, the null calibration and the floor decide")
 
@@ -280,17 +271,14 @@ def _bootstrap_means(
     """(resamples x T) step means, resampling within steps (jointly by id when the ids match)."""
     if all(len(clean[s]) == 1 for s in steps):
         return None, False
-    rng = np.random.default_rng(seed)
+    rng = generator(seed)
     ids = [sorted(clean[s]) for s in steps]
     if all(i == ids[0] for i in ids) and len(ids[0]) > 1:
         matrix = np.array([[clean[s][i] for s in steps] for i in ids[0]])  # ids x steps
-        pick = rng.integers(0, len(ids[0]), size=(resamples, len(ids[0])))
-        return matrix[pick].mean(axis=1), True
+        return resample(matrix, resamples, rng).mean(axis=1), True
     columns = []
     for s in steps:
-        values = np.array(list(clean[s].values()))
-        pick = rng.integers(0, len(values), size=(resamples, len(values)))
-        columns.append(values[pick].mean(axis=1))
+        columns.append(resample(np.array(list(clean[s].values())), resamples, rng).mean(axis=1))
     return np.stack(columns, axis=1), False
 
 

@@ -10,20 +10,12 @@ tokens are mapped back to the text blocks by character offsets, so no block boun
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
 from inspect_ai.model import ChatMessage, Model
 
-_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
-
-
-class LikelihoodUnavailable(RuntimeError):
-    """The model's provider cannot score given text (it is not an in-process transformers model)."""
+from emeval.local.likelihood.backend import LikelihoodUnavailable, in_process, run_in_process
 
 
 @dataclass
@@ -35,19 +27,6 @@ class BlockLogprob:
     tokens: list[tuple[str, float]] = field(default_factory=list)
     aligned: bool = True
     """False when a token straddles the block's start or end (it is counted in the block)."""
-
-
-def in_process(model: Model) -> bool:
-    """True for a model whose weights and tokenizer live in this process (Inspect's ``hf/``)."""
-    api = model.api
-    return all(hasattr(api, name) for name in ("hf_chat", "model", "tokenizer"))
-
-
-def model_lock(api: Any) -> threading.Lock:
-    """The one lock per loaded model that every in-process scorer holds around its forward passes
-    (samples run concurrently; the model does not), shared by this module and ``loglik``."""
-    with _LOCKS_GUARD:
-        return _LOCKS.setdefault(api, threading.Lock())
 
 
 async def block_logprobs(
@@ -65,12 +44,7 @@ async def block_logprobs(
             "hf/ model (e.g. --model hf/<checkpoint folder>)."
         )
     api = model.api
-
-    def run() -> list[list[BlockLogprob]]:
-        with model_lock(api):
-            return _score(api, conversations)
-
-    return await anyio.to_thread.run_sync(run)
+    return await run_in_process(api, lambda: _score(api, conversations))
 
 
 def _score(api: Any, conversations: list[tuple[list[ChatMessage], list[str]]]) -> list[list[BlockLogprob]]:

@@ -14,30 +14,24 @@ beyond the second's length; trailing whitespace of the context moves to the cont
   log-probability of every prompt token. The server tokenises; the continuation's token count
   is the difference between the prompt lengths of ``context + continuation`` and ``context``.
 
-Any other provider raises :class:`NoPromptLogprobs`, naming what to use instead.
+Any other provider raises :class:`LikelihoodUnavailable`, naming what to use instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from inspect_ai.model import ChatMessageUser, GenerateConfig, Model
 
-from emeval.judging.judge import MASS_TOLERANCE
-from emeval.local.likelihood import model_lock
+from emeval.local.likelihood.backend import LikelihoodUnavailable, in_process, run_in_process
+from emeval.sanitize.logprobs import impossible_logprob
 
 CHAT_ONLY_SERVERS = {"vllm": "vllm-completions", "openai-api": "openai-api-completions"}
 """Chat-endpoint providers whose servers can give prompt log-likelihoods through the raw
 completions endpoint instead, and the provider that reaches it."""
-
-
-class NoPromptLogprobs(RuntimeError):
-    """The model cannot give the log-likelihood of a given continuation."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +59,8 @@ async def continuation_logliks(model: Model, context: str, continuations: Sequen
     if not context:
         raise ValueError("continuation_logliks: the context must not be empty")
     api = model.api
-    if _is_hf(api):
-        return await asyncio.to_thread(_hf_logliks, api, model_lock(api), context, list(continuations))
+    if in_process(model):
+        return await run_in_process(api, lambda: _hf_logliks(api, context, list(continuations)))
     if _is_raw_completions(api):
         return await _completions_logliks(model, context, list(continuations))
     provider = provider_name(model)
@@ -74,7 +68,7 @@ async def continuation_logliks(model: Model, context: str, continuations: Sequen
     if provider in CHAT_ONLY_SERVERS:
         name = str(model).split("/", 1)[1]
         hint = f" Use the raw completions endpoint of the same server instead: --model {CHAT_ONLY_SERVERS[provider]}/{name}."
-    raise NoPromptLogprobs(
+    raise LikelihoodUnavailable(
         f"model {model} cannot give prompt log-likelihoods (needed by -T mode=mc, the standard MC1/MC2 "
         f"protocol): only hf/ (local transformers), vllm-completions/ and openai-api-completions/ "
         f"(prompt_logprobs) can.{hint} For API models use -T mode=mc_generate (letter choice) or "
@@ -83,14 +77,6 @@ async def continuation_logliks(model: Model, context: str, continuations: Sequen
 
 
 # -- hf/: in process ------------------------------------------------------------------------------
-
-def _is_hf(api: Any) -> bool:
-    try:
-        from inspect_ai.model._providers.hf import HuggingFaceAPI
-    except ImportError:  # torch/transformers not installed: no hf/ models either
-        return False
-    return isinstance(api, HuggingFaceAPI)
-
 
 def encode(tokenizer: Any, text: str) -> list[int]:
     """lm-eval's ``tok_encode``: the tokenizer's own special-token default (e.g. a BOS for Llama),
@@ -135,14 +121,11 @@ def _max_length(model: Any) -> int:
     return 2048
 
 
-def _hf_logliks(api: Any, lock: threading.Lock, context: str, continuations: list[str]) -> list[Loglik]:
-    if api.model is None:
-        raise NoPromptLogprobs(f"the hf/ model {api.model_name} has been closed")
+def _hf_logliks(api: Any, context: str, continuations: list[str]) -> list[Loglik]:
     results = []
-    with lock:
-        for continuation in continuations:
-            context_ids, continuation_ids = encode_pair(api.tokenizer, context, continuation)
-            results.append(hf_loglik(api.model, context_ids, continuation_ids))
+    for continuation in continuations:
+        context_ids, continuation_ids = encode_pair(api.tokenizer, context, continuation)
+        results.append(hf_loglik(api.model, context_ids, continuation_ids))
     return results
 
 
@@ -168,18 +151,17 @@ async def prompt_token_logprobs(model: Model, prompt: str) -> list[float]:
     """Log-probability of each prompt token after the first, from ``prompt_logprobs``."""
     output = await model.generate([ChatMessageUser(content=prompt)], config=PROMPT_LOGPROBS_CONFIG)
     if output.error:
-        raise NoPromptLogprobs(f"model {model} failed to score a prompt: {output.error}")
+        raise LikelihoodUnavailable(f"model {model} failed to score a prompt: {output.error}")
     choice = output.choices[0] if output.choices else None
     if choice is None or choice.prompt_logprobs is None or not choice.prompt_logprobs.content:
-        raise NoPromptLogprobs(
+        raise LikelihoodUnavailable(
             f"model {model} returned no prompt_logprobs: the server behind it must support vLLM's "
             "prompt_logprobs extension on /v1/completions (vLLM, SGLang)."
         )
     values = [float(p.logprob) for p in choice.prompt_logprobs.content]
     for position, value in enumerate(values, start=1):
-        # a server's garbage must not become a likelihood: NaN sums to NaN, +inf wins every choice
-        if not math.isfinite(value) or value > math.log1p(MASS_TOLERANCE):
-            raise NoPromptLogprobs(
+        if impossible_logprob(value):
+            raise LikelihoodUnavailable(
                 f"model {model} returned an impossible prompt log-probability {value!r} "
                 f"(prompt token {position}): not a probability, so no likelihood is computed from it"
             )
@@ -195,7 +177,7 @@ async def _completions_logliks(model: Model, context: str, continuations: list[s
     for continuation, logprobs in zip(continuations, scored[1:], strict=True):
         n = len(logprobs) - n_context
         if n < 1:
-            raise NoPromptLogprobs(
+            raise LikelihoodUnavailable(
                 f"model {model}: the continuation {continuation!r} added no prompt tokens "
                 f"({len(logprobs)} scored tokens with it, {n_context} without)"
             )
