@@ -1,9 +1,9 @@
 """The plumbing demo: the free-form eval end to end on the embedded model, which answers and judges.
 
-Imports stay inside the functions: ``emeval --help`` reads the defaults here without loading Inspect.
 Why here: it is the embedded model's one end-to-end run (CPU, offline). The task is named by its
 registry name (``emeval/free_form``), as ``emeval run`` and the nightly runs name theirs, so this wing
-never imports the eval files above it.
+never imports the eval files above it. Imports stay inside the functions: ``emeval --help`` reads the
+defaults here without loading Inspect.
 """
 
 from __future__ import annotations
