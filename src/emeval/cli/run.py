@@ -5,15 +5,13 @@ Thin: the plan, the shard runner and the launchers are ``emeval.shards``.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import typer
 from rich.markup import escape
 
+from emeval.cli.options import name_values_option
 from emeval.report.terminal import make_console
-
-console = make_console()
 
 
 def run_command(
@@ -40,30 +38,23 @@ def run_command(
     display: str = typer.Option("none", "--display", help="Inspect's display for each shard (none, log, plain...)."),
 ) -> None:
     """Run tasks over models as N shards into one log store; re-running resumes (eval_set)."""
-    from emeval.shards import RunSpec, ShardError, parse_shard, run_local, run_ray, run_shard, task_specs
-    from emeval.cli.sweep import _pairs
+    from emeval.shards import RunSpec, ShardError, launch, task_specs
 
-    roles = _pairs("--model-role", model_role)
+    console = make_console()
+    roles = name_values_option("--model-role", model_role)
     for role, name in roles.items():
         if not isinstance(name, str):  # the shards run in other processes: a model travels as its name
             raise typer.BadParameter(f"{role}={name!r}: give the model as provider/name", param_hint="--model-role")
     options: dict[str, Any] = {"retry_attempts": retry_attempts, "display": display}
     if model_arg:
-        options["model_args"] = _pairs("-M", model_arg)
+        options["model_args"] = name_values_option("-M", model_arg)
     if max_connections is not None:
         options["max_connections"] = max_connections
-    processes = processes or os.cpu_count() or 1
     try:
         specs = tuple(s for task in tasks for s in task_specs(task))
-        spec = RunSpec(specs, tuple(model), log_dir, _pairs("-T", task_arg), roles, options)
-        if shard is not None:
-            results = [run_shard(spec, parse_shard(shard))]
-        elif launcher == "ray":
-            results = run_ray(spec, shards or processes, ray_address)
-        elif launcher == "local":
-            results = run_local(spec, shards or processes, processes)
-        else:
-            raise ShardError(f"--launcher {launcher!r}: expected local or ray")
+        spec = RunSpec(specs, tuple(model), log_dir, name_values_option("-T", task_arg), roles, options)
+        results = launch(spec, shard=shard, launcher=launcher, shards=shards, processes=processes,
+                         ray_address=ray_address)
     except ShardError as ex:
         console.print(str(ex), style="red", markup=False)
         raise typer.Exit(2) from None

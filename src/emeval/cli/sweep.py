@@ -1,39 +1,19 @@
-"""The ``emeval sweep`` command (registered in ``emeval.cli.app``): run or resume a sweep, then report it."""
+"""``emeval sweep``: run or resume a checkpoint sweep (``emeval.local.sweep``), then report it
+(``emeval.report.sweep``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
+from emeval.cli.options import name_values_option
 from emeval.report.terminal import make_console
-
-
-def _pairs(option: str, items: list[str]) -> dict[str, Any]:
-    """``key=value`` options; values read as YAML, as Inspect reads -T/-M."""
-    import yaml
-
-    parsed: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"{item!r}: expected key=value", param_hint=option)
-        parsed[key.strip()] = yaml.safe_load(value)
-    return parsed
 
 
 def _names(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
-
-
-def _given(value: Any, previous: Any, name: str, default: Any) -> Any:
-    """An option as given, else the resumed sweep's setting, else its default."""
-    if value is not None:
-        return value
-    return getattr(previous, name) if previous is not None else default
 
 
 def sweep_command(
@@ -70,44 +50,27 @@ def sweep_command(
     Exits 1 when a checkpoint's eval failed, 4 (no measurable result) when an eval's headline rests on
     n = 0 at some checkpoint."""
     from emeval.local.checkpoints import CheckpointError
-    from emeval.report.measurable import NO_MEASURABLE_RESULT, unmeasured_cells, warn_unmeasured
-    from emeval.local.sweep import SweepError, SweepSettings, load_settings, run_sweep, sample_values, unfinished_logs
-    from emeval.report.sweep import analyse
+    from emeval.local.sweep import SweepError, load_settings, resumed_settings, run_sweep, unfinished_logs
+    from emeval.report.measurable import NO_MEASURABLE_RESULT, warn_unmeasured
+    from emeval.report.sweep import analyse, runs_table, unmeasured_checkpoints
 
     console = make_console()
+    runs = []
     try:
-        previous = load_settings(out)
+        previous = load_settings(out)  # a broken sweep.json fails here, before anything runs
         if not report_only:
-            if previous is None and (base is None or checkpoints is None):
-                raise SweepError(f"{out} holds no sweep yet: give --base and --checkpoints")
-            settings = SweepSettings(
-                base=base or previous.base,  # type: ignore[union-attr]
-                checkpoints=_names(checkpoints) or previous.checkpoints,  # type: ignore[union-attr]
-                evals=_names(evals) or (previous.evals if previous else ["logprob_probes"]),
-                task_args=_pairs("-T", task_arg) or (previous.task_args if previous else {}),
-                model_args=_pairs("-M", model_arg) or (previous.model_args if previous else {}),
-                judge=judge or (previous.judge if previous else None),
-                judge_args=_pairs("-J", judge_arg) or (previous.judge_args if previous else {}),
-                seed=_given(seed, previous, "seed", 0),
-                limit=_given(limit, previous, "limit", None),
-                epochs=_given(epochs, previous, "epochs", None),
-                steps_from_name=_given(steps_from_name, previous, "steps_from_name", None),
-                include_base=_given(include_base, previous, "include_base", True),
+            settings = resumed_settings(
+                out, previous, base=base, checkpoints=_names(checkpoints), evals=_names(evals),
+                task_args=name_values_option("-T", task_arg), model_args=name_values_option("-M", model_arg),
+                judge=judge, judge_args=name_values_option("-J", judge_arg), seed=seed, limit=limit, epochs=epochs,
+                steps_from_name=steps_from_name, include_base=include_base,
             )
             runs = run_sweep(settings, out, display="rich" if console.is_terminal else "plain",
                              retry_attempts=retry_attempts, progress=lambda message: console.print(message, markup=False))
-            table = Table(title=escape(f"sweep {out}"), header_style="bold")
-            for column in ("step", "checkpoint", "kind", "status", "error"):
-                table.add_column(column)
-            for run in runs:
-                c = run.checkpoint
-                table.add_row(str(c.step), escape(c.label), c.kind, run.status, escape(run.error or ""))
-            console.print(table)
+            console.print(runs_table(out, runs))
         curves = analyse(out, group_by=group_by, metrics=_names(metrics))
         unfinished = unfinished_logs(out)
-        read = sample_values(out, defined_only=False)
-        unmeasured = unmeasured_cells(read, by=("eval", "checkpoint")) if len(read) else [
-            f"{out}: no checkpoint has a finished log to measure"]
+        unmeasured = unmeasured_checkpoints(out)
     except (SweepError, CheckpointError, ValueError, FileNotFoundError) as ex:
         console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         raise typer.Exit(1) from None
@@ -116,7 +79,7 @@ def sweep_command(
     console.print(f"report: {out / 'report.md'}  curves: {out / 'curves.csv'}  plots: {out / 'plots'}")
     for line in unfinished:  # their checkpoints are missing from the curves: say so, and fail
         console.print(f"not in the curves, the run did not finish: {line}", style="red", markup=False)
-    if unfinished or (not report_only and any(run.status == "failed" for run in runs)):
+    if unfinished or any(run.status == "failed" for run in runs):
         raise typer.Exit(1)
     if unmeasured:
         warn_unmeasured(console, unmeasured)

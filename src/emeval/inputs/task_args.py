@@ -83,3 +83,16 @@ def user_path(value: str | os.PathLike[str]) -> Path:
         return path
     launched, here = LAUNCH_DIR / path, Path.cwd() / path
     return here if here.exists() and not launched.exists() else launched
+
+
+def parse_name_values(items: list[str]) -> dict[str, Any]:
+    """``name=value`` options (``-T``, ``-M``, a nightly eval's ``args`` list) read by Inspect's own
+    parser, so emeval reads them exactly as ``inspect eval`` does: values as YAML, ``a,b`` as a list,
+    ``-`` in a name as ``_``. An item without ``name=`` is an error here (Inspect would drop it)."""
+    from inspect_ai._util.config import parse_cli_args
+
+    for item in items:
+        name, sep, _ = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{item!r}: expected key=value")
+    return parse_cli_args(items)

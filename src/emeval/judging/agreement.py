@@ -410,3 +410,16 @@ def compare_with_labels(
     if dropped:
         result.notes.append(f"{dropped} labelled answer(s) the judge did not call coherent: left out of kappa")
     return frame, result
+
+
+def compare_judges(
+    log_a: str | Path, log_b: str | Path | None = None, scorer_a: str | None = None, scorer_b: str | None = None,
+    labels: str | Path | None = None,
+) -> Agreement:
+    """``emeval judge-agreement``: two judges on the same answers (``compare_logs``), or with ``labels``
+    one judge of ``log_a`` against human labels (``compare_with_labels``)."""
+    if labels is None:
+        return compare_logs(log_a, log_b, scorer_a, scorer_b)[1]
+    if log_b is not None or scorer_b is not None:
+        raise LogError("--labels compares one judge with the labels: give one log and no --b")
+    return compare_with_labels(log_a, labels, scorer_a)[1]

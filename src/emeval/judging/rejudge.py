@@ -18,7 +18,8 @@ from inspect_ai.model import get_model
 from inspect_ai.scorer import Scorer
 from inspect_ai.util import DisplayType
 
-from emeval.logs.read import REJUDGED_FROM, LogError, read_log, require_free_form
+from emeval.judging.agreement import Agreement, agreement, judge_frame, pair
+from emeval.logs.read import PRIMARY_JUDGE, REJUDGED_FROM, LogError, judge_scorer_names, read_log, require_free_form
 from emeval.sanitize.redact_hook import scrub_log
 from emeval.judging.scorers import judge_scorer_name, named_alignment_judge
 
@@ -133,3 +134,17 @@ def rejudge(
     write_eval_log(scored, str(target))
     scored.location = str(target)
     return scored
+
+
+def holds_judge(log: str | Path, judge: str) -> str | None:
+    """The scorer name ``rejudge`` gives ``judge`` when ``log`` already holds it (its scores get
+    replaced in the new log), else None. Reads the header only."""
+    name = judge_scorer_name(judge)
+    return name if name in judge_scorer_names(read_log(log, header_only=True)) else None
+
+
+def agreement_with_primary(rejudged: EvalLog, judge: str) -> Agreement:
+    """How the new judge of a re-judged log agrees with the log's primary judge on the same answers."""
+    name = judge_scorer_name(judge)
+    frames = {PRIMARY_JUDGE: judge_frame(rejudged, PRIMARY_JUDGE), name: judge_frame(rejudged, name)}
+    return agreement(pair(frames, str(rejudged.location)), PRIMARY_JUDGE, name)

@@ -130,6 +130,30 @@ def load_settings(out: Path) -> SweepSettings | None:
     return manifest.settings if manifest else None
 
 
+def resumed_settings(
+    out: Path, previous: SweepSettings | None, *, base: str | None, checkpoints: list[str] | None,
+    evals: list[str] | None, task_args: dict[str, Any], model_args: dict[str, Any], judge: str | None,
+    judge_args: dict[str, Any], seed: int | None, limit: int | None, epochs: int | None,
+    steps_from_name: str | None, include_base: bool | None,
+) -> SweepSettings:
+    """The settings of a sweep run into ``out``: each option as given, else the resumed sweep's
+    (``previous``), else its default. Names and ``key=value`` options count as given when not empty."""
+    if previous is None and (base is None or checkpoints is None):
+        raise SweepError(f"{out} holds no sweep yet: give --base and --checkpoints")
+    fallback = previous or SweepSettings.model_construct(base="", checkpoints=[], evals=["logprob_probes"])
+
+    def given(value: Any, name: str) -> Any:
+        return value if value is not None else getattr(fallback, name)
+
+    return SweepSettings(
+        base=base or fallback.base, checkpoints=checkpoints or fallback.checkpoints, evals=evals or fallback.evals,
+        task_args=task_args or fallback.task_args, model_args=model_args or fallback.model_args,
+        judge=judge or fallback.judge, judge_args=judge_args or fallback.judge_args,
+        seed=given(seed, "seed"), limit=given(limit, "limit"), epochs=given(epochs, "epochs"),
+        steps_from_name=given(steps_from_name, "steps_from_name"), include_base=given(include_base, "include_base"),
+    )
+
+
 def _check_same(out: Path, settings: SweepSettings) -> None:
     previous = load_settings(out)
     if previous is None or previous == settings:

@@ -13,9 +13,9 @@ import inspect
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from emeval.inputs.task_args import parse_name_values
 from emeval.inputs.user_files import (
     SafeId,
     UserFileError,
@@ -125,16 +125,13 @@ class EvalSpec(_Strict):
     @field_validator("args", mode="before")
     @classmethod
     def _cli_style(cls, value: Any) -> Any:
-        """Accept ``["questions=first_plot", ...]`` too; values are read as YAML, as ``-T`` does."""
+        """Accept ``["questions=first_plot", ...]`` too, read by Inspect's ``-T`` parser."""
         if not isinstance(value, list):
             return value
-        parsed: dict[str, Any] = {}
         for i, item in enumerate(value):
             if not isinstance(item, str) or "=" not in item:
                 raise ValueError(f"item {i} ({item!r}) is not 'name=value'")
-            key, text = item.split("=", 1)
-            parsed[key.strip()] = yaml.safe_load(text) if text.strip() else None
-        return parsed
+        return parse_name_values(value)
 
     @property
     def key(self) -> str:

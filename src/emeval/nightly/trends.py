@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from jinja2 import Environment
 from markupsafe import Markup
 from matplotlib.dates import AutoDateLocator, DateFormatter
 from matplotlib.figure import Figure
@@ -22,6 +21,7 @@ from emeval.nightly.config import RegressionRule
 from emeval.nightly.history import KEY_COLUMNS
 from emeval.report.display import format_difference, format_estimate, headline_keys, metric_kind, metric_label
 from emeval.report.plots import figure_html, style
+from emeval.report.render import render
 from emeval.sanitize.safe_output import md_text, write_csv
 
 PRIMARY_SCORER = "alignment_judge"
@@ -126,36 +126,7 @@ def trend_plots(
 
 # -- report sections ----------------------------------------------------------------------------
 
-_HTML = Environment(autoescape=True)
-
-REGRESSION_SECTION = _HTML.from_string("""\
-<p>Night <strong>{{ night }}</strong> compared with
-{% if baseline %}baseline night <strong>{{ baseline }}</strong> ({{ baseline_kind }}){% else %}no baseline
-(the first night in the history){% endif %}:
-<strong>{{ counts.get("regressed", 0) }} regressed</strong>, {{ counts.get("improved", 0) }} improved,
-{{ checked }} metrics checked.</p>
-<p class="note">{{ rule }}</p>
-{% if rows %}
-<table>
-<thead><tr><th>status</th><th>eval</th><th>group</th><th>scorer</th><th>metric</th><th>worse when</th>
-<th>baseline [95% CI]</th><th>this night [95% CI]</th><th>change [{{ level }}% CI]</th></tr></thead>
-<tbody>
-{% for r in rows %}<tr>
-<td>{% if r.status == "regressed" %}<span class="bad">REGRESSED</span>{% else %}{{ r.status }}{% endif %}</td>
-<td>{{ r.eval }}</td><td>{{ r.group }}</td><td>{{ r.scorer }}</td><td>{{ r.label }}</td><td>{{ r.worse }}</td>
-<td class="est">{{ r.base }}</td><td class="est">{{ r.new }}</td>
-<td class="est{% if r.status == "regressed" %} bad{% endif %}">{{ r.change }}</td>
-</tr>
-{% endfor %}</tbody>
-</table>
-{% endif %}
-""")
-
-TRENDS_SECTION = _HTML.from_string("""\
-<p>The last {{ nights|length }} night(s) of the history ({{ nights|first }} to {{ nights|last }}), one line per
-group, shaded bands = 95% CI; a ring marks a value that regressed; the dotted line is the baseline night.</p>
-{% for p in plots %}{{ p.html }}
-{% endfor %}""")
+# The sections' HTML: templates/nightly_regression.html.j2 and nightly_trends.html.j2 (emeval.report.render).
 
 RULE_TEXT = (
     "A metric regressed when the {level}% CI of its change from the baseline lies entirely on its bad side{beyond}: "
@@ -194,12 +165,13 @@ def report_sections(
     """(title, HTML) sections for ``write_report(extra_sections=...)``; every value autoescaped."""
     rows = display_rows(comparison)
     counts = comparison["status"].astype(str).value_counts().to_dict() if len(comparison) else {}
-    regression = REGRESSION_SECTION.render(
+    regression = render(
+        "nightly_regression.html.j2",
         night=night, baseline=baseline, baseline_kind=baseline_kind, counts=counts,
         checked=sum(1 for r in rows if r["status"] in ("regressed", "improved", "no change")),
         rule=rule_text(rule), rows=rows, level=f"{100 * rule.level:g}",
     )
-    trends = TRENDS_SECTION.render(plots=plots, nights=nights)
+    trends = render("nightly_trends.html.j2", plots=plots, nights=nights)
     return [("Nightly regression check", Markup(regression)), ("Trends", Markup(trends))]
 
 

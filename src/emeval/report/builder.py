@@ -17,7 +17,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import pandas as pd
 from inspect_ai.log import EvalLog
 from markupsafe import Markup
@@ -27,6 +26,7 @@ from emeval.logs.frame import SUMMARY_KEYS, LogData, group_order, read_logs
 from emeval.stats.summary import SUMMARY_COLUMNS, summary_frame
 from emeval.report.compare import shown_rows, with_display
 from emeval.report import plots
+from emeval.report.render import render
 from emeval.report.display import (
     COUNT_KEYS,
     ci_note,
@@ -39,7 +39,7 @@ from emeval.report.display import (
     metric_label,
 )
 from emeval.sanitize.redact import redact_data
-from emeval.sanitize.safe_output import md_text, plain_text, write_csv
+from emeval.sanitize.safe_output import plain_text, write_csv
 from emeval.judging.scorers import ALIGNED_BELOW, COHERENT_ABOVE
 from emeval.stats.compare import compare
 
@@ -353,25 +353,6 @@ def comparison_tables(samples: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -
 # -- writing ---------------------------------------------------------------------------------------
 
 
-def _short(value: Any, limit: int = 300) -> str:
-    text = "" if value is None else str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _environment(autoescape: bool) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("emeval.report", "templates"),
-        autoescape=autoescape,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        finalize=plain_text,  # every value shown: secrets redacted, invisible characters visible
-    )
-    env.filters["md"] = md_text
-    env.filters["short"] = _short
-    return env
-
-
 def write_report(
     logs: list[Path] | LogData,
     groups: dict[str, str] | None,
@@ -425,9 +406,9 @@ def write_report(
     write_csv(samples, out / "samples.csv")
     document = redact_data(_json_document(context, summary, per_q, groups))
     (out / "summary.json").write_text(json.dumps(document, indent=2) + "\n")
-    (out / "report.md").write_text(_environment(False).get_template("report.md.j2").render(**context))
+    (out / "report.md").write_text(render("report.md.j2", **context))
     index = out / "index.html"
-    index.write_text(_environment(True).get_template("report.html.j2").render(**context))
+    index.write_text(render("report.html.j2", **context))
     return index
 
 

@@ -20,16 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from jinja2 import Environment
+from rich.markup import escape
+from rich.table import Table
 
 from emeval.stats.changepoint import ALPHA, NULL_CURVES, ChangePoint, detect, effect_floor
 from emeval.local.checkpoints import base_label
-from emeval.sanitize.safe_output import md_text, plain_text, write_csv
+from emeval.report import plots
+from emeval.report.render import render
+from emeval.sanitize.safe_output import write_csv
 from emeval.stats.bootstrap import answers_ci
-from emeval.local.sweep import SWEEP_FILE, load_settings, read_checkpoints, sample_values
+from emeval.local.sweep import SWEEP_FILE, CheckpointRun, load_settings, read_checkpoints, sample_values
+from emeval.report.measurable import unmeasured_cells
 
-# Okabe & Ito (2008) colour-blind-safe palette; each mark also differs in line style.
-CURVE_COLOUR, CHANGE_COLOUR, LEVEL_COLOUR, STEEPEST_COLOUR = "#0072B2", "#D55E00", "#009E73", "#E69F00"
 PLOTS_WRITTEN = ".emeval-plots.json"
 """In ``plots/``: the plot files the last analysis wrote (what a rerun may remove)."""
 
@@ -91,87 +93,15 @@ def is_constant(curve: Curve) -> bool:
 
 
 def plot_curve(curve: Curve, path: Path) -> Path:
-    """The curve with its CI band; change point, its CI, the two levels and the steepest step marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    p, c = curve.points, curve.change
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    ax.fill_between(p["step"], p["ci_low"], p["ci_high"], color=CURVE_COLOUR, alpha=0.18, linewidth=0, label="95% CI")
-    ax.plot(p["step"], p["mean"], color=CURVE_COLOUR, marker="o", linestyle="-", label=f"mean {curve.metric}")
-    if c.steepest_from is not None:
-        seg = p[p["step"].isin([c.steepest_from, c.steepest_to])]
-        ax.plot(seg["step"], seg["mean"], color=STEEPEST_COLOUR, linewidth=3.5, linestyle="-", alpha=0.9,
-                label=f"steepest: {c.steepest_from:g} to {c.steepest_to:g}")
-    if c.detected and c.step is not None:
-        if c.step_ci:
-            span = (min(c.step_ci[0], c.last_before), c.step_ci[1])
-            ax.axvspan(*span, color=CHANGE_COLOUR, alpha=0.10, label="change point 95% CI")
-        ax.axvline(c.step, color=CHANGE_COLOUR, linestyle="--", linewidth=1.8, label=f"change point: step {c.step:g}")
-        first, last = p["step"].min(), p["step"].max()
-        ax.hlines([c.before, c.after], [first, c.step], [c.last_before, last], colors=LEVEL_COLOUR, linestyles=":",
-                  linewidth=2, label="levels before / after")
-    else:
-        ax.text(0.02, 0.95, "no transition", transform=ax.transAxes, va="top", fontsize=9,
-                bbox={"facecolor": "white", "edgecolor": "#999999"})
-    ax.set_xlabel("training step")
-    ax.set_ylabel(curve.metric + (" (mean over samples)" if len(curve.metric) < 24 else ""))
-    ax.set_title(curve.title, fontsize=11)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    """The curve's figure (``emeval.report.plots.sweep_curve_plot``) written as a PNG file."""
+    fig = plots.sweep_curve_plot(curve.points, curve.change, curve.metric, curve.title)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
-
-
-REPORT = """# Checkpoint sweep
-
-- base: `{{ base }}`
-- checkpoints: {% for spec in settings.checkpoints %}`{{ spec }}` {% endfor %}
-- evals: {{ settings.evals | join(", ") }}; seed {{ settings.seed }}
-{%- if settings.judge %}; judge `{{ settings.judge }}`{% endif %}
-{%- if settings.task_args %}; task args {% for k, v in settings.task_args.items() %}`{{ k }}={{ v }}` {% endfor %}{% endif %}
-
-| step | checkpoint | kind | where |
-|---:|---|---|---|
-{% for c in checkpoints %}| {{ c.step }} | {{ c.label | md }} | {{ c.kind | md }} | `{{ c.ref }}` |
-{% endfor %}
-A transition is reported when (1) the best two-level fit of the step means beats a constant by more
-than on {{ "%g" % (100 * (1 - alpha)) }}% of {{ null_curves }} simulated curves of the same length with no change
-(null p <= {{ alpha }}: the false-positive rate on no-change curves is {{ "%g" % (100 * alpha) }}% or less,
-whatever their checkpoint-to-checkpoint noise; 0/1 indicators are also held to their binomial sampling
-noise at each step's n),
-(2) the change is at least the effect-size floor (5 pp on probabilities and rates, 5 points on 0-100 scores,
-0.2 within-step SD on unbounded metrics; each curve states its own), and (3) the bootstrap 95% CI of the level
-difference excludes 0. Otherwise it says "no transition" and why (see `emeval.stats.changepoint` and
-docs/local_models_and_sweeps.md for the measured false-positive and detection rates).
-{% for curve in curves %}
-## {{ curve.title | md }}
-
-{{ curve.change.summary }}.
-{%- if curve.change.steepest_slope is not none %}
-{% set c = curve.change %}Steepest change: step {{ "%g" % c.steepest_from }} to {{ "%g" % c.steepest_to }}
-{{- " (%+.3g per step)." % c.steepest_slope }}
-{%- endif %}
-{% if curve.plot %}
-![{{ curve.title | md }}]({{ curve.plot }})
-{% endif %}
-| step | checkpoint | mean | 95% CI | n |
-|---:|---|---:|---|---:|
-{% for p in curve.points.itertuples() -%}
-| {{ p.step }} | {{ p.checkpoint | md }} | {{ "%.4g" % p.mean }} | [{{ "%.4g" % p.ci_low }}, {{ "%.4g" % p.ci_high }}] | {{ p.n }} |
-{% endfor %}{% endfor %}
-{% if constant %}
-Constant over the sweep (not plotted): {{ constant | join(", ") }}.
-{% endif %}"""
 
 
 def analyse(out: Path, *, group_by: str | None = None, metrics: list[str] | None = None) -> list[Curve]:
@@ -194,15 +124,34 @@ def analyse(out: Path, *, group_by: str | None = None, metrics: list[str] | None
         [{"eval": c.eval, "metric": c.metric, "group": c.group, **_flat(c.change)} for c in analysed]
     ), out / "changepoints.csv")
     settings = load_settings(out)
-    env = Environment(autoescape=False, keep_trailing_newline=True, finalize=plain_text)
-    env.filters["md"] = md_text
-    report = env.from_string(REPORT).render(
+    report = render(
+        "sweep.md.j2",
         settings=settings, base=base_label(settings.base), checkpoints=read_checkpoints(out), curves=analysed,
         constant=constant,
         alpha=ALPHA, null_curves=NULL_CURVES,
     )
     (out / "report.md").write_text(report)
     return analysed
+
+
+def runs_table(out: Path, runs: list[CheckpointRun]) -> Table:
+    """The terminal table of a sweep's checkpoint runs: step, checkpoint, kind, status, error."""
+    table = Table(title=escape(f"sweep {out}"), header_style="bold")
+    for column in ("step", "checkpoint", "kind", "status", "error"):
+        table.add_column(column)
+    for run in runs:
+        c = run.checkpoint
+        table.add_row(str(c.step), escape(c.label), c.kind, run.status, escape(run.error or ""))
+    return table
+
+
+def unmeasured_checkpoints(out: Path) -> list[str]:
+    """Eval x checkpoint headlines of the sweep that rest on n = 0 (``emeval.report.measurable``), or
+    one line when no checkpoint has a finished log to measure."""
+    read = sample_values(out, defined_only=False)
+    if not len(read):
+        return [f"{out}: no checkpoint has a finished log to measure"]
+    return unmeasured_cells(read, by=("eval", "checkpoint"))
 
 
 def _remove_stale_plots(folder: Path, written: set[str]) -> None:

@@ -1,12 +1,6 @@
-"""``emeval nightly CONFIG.yaml``: run, record, compare, report; the exit code says what happened.
-
-Exit codes (documented in the README, meant for cron and CI):
-0 -- the night ran and nothing regressed; 1 -- at least one metric regressed;
-2 -- the config or the history file cannot be used; 3 -- an eval could not run or ended unsuccessfully
-(nothing is recorded for the night: rerun it, and eval_set resumes where it stopped), or the night's
-logs could not be summarised or reported; 4 -- no regression, but a headline of the night rests on
-n = 0 (``emeval.report.measurable``: e.g. every answer unscorable); the night is recorded and reported.
-"""
+"""One night of ``emeval nightly``: run the evals (resuming a started night), record the night in the
+history, compare it with its baseline, write its report. ``emeval.cli.nightly`` turns the outcome
+(or the error) into the exit code."""
 
 from __future__ import annotations
 
@@ -19,22 +13,17 @@ from typing import TYPE_CHECKING
 
 import inspect_ai
 import pandas as pd
-from rich.console import Console
 
 from emeval import __version__
-from emeval.report.measurable import NO_MEASURABLE_RESULT, unmeasured_cells, warn_unmeasured
-from emeval.nightly.config import ConfigError, LoadedConfig, load_config, parse_night
-from emeval.nightly.history import History, HistoryError, NightRun
-from emeval.nightly.regression import compare_nights, regression_table
+from emeval.report.measurable import unmeasured_cells
+from emeval.nightly.config import LoadedConfig
+from emeval.nightly.history import History, NightRun
+from emeval.nightly.regression import compare_nights
 from emeval.nightly.run import NightRunError, NightRunResult, run_night
 from emeval.nightly.trends import report_sections, trend_plots, write_trend_files
 
 if TYPE_CHECKING:
     from emeval.logs.frame import LogData
-
-EXIT_OK, EXIT_REGRESSED, EXIT_CONFIG, EXIT_RUN_FAILED = 0, 1, 2, 3
-EXIT_UNMEASURED = NO_MEASURABLE_RESULT
-
 
 @dataclass
 class NightOutcome:
@@ -51,6 +40,11 @@ class NightOutcome:
     @property
     def regressed(self) -> pd.DataFrame:
         return self.comparison[self.comparison["status"] == "regressed"] if len(self.comparison) else self.comparison
+
+    @property
+    def checked(self) -> int:
+        """How many metrics were compared with the baseline (regressed, improved or no change)."""
+        return int(self.comparison["status"].isin(["regressed", "improved", "no change"]).sum())
 
 
 def group_patterns(result: NightRunResult, groups: list[str]) -> dict[str, str]:
@@ -154,43 +148,3 @@ def run_nightly(loaded: LoadedConfig, night: str) -> NightOutcome:
     )
     write_trend_files(report_dir, night, baseline, comparison, trend_rows, rule)
     return NightOutcome(night, baseline, comparison, report_dir, result.logs, unmeasured_cells(relabel(samples, labels)))
-
-
-def nightly(config_path: Path, night: str | None, console: Console) -> int:
-    """The command body: returns the exit code."""
-    try:
-        loaded = load_config(config_path)
-        night = parse_night(night)
-    except ConfigError as ex:
-        console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
-        return EXIT_CONFIG
-    console.print(f"[bold]{loaded.config.name}[/bold]: night {night}, logs in {loaded.config.log_dir}/{night}")
-    try:
-        outcome = run_nightly(loaded, night)
-    except HistoryError as ex:
-        console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
-        return EXIT_CONFIG
-    except NightRunError as ex:
-        console.print(f"{loaded.path}: {ex}", style="red", markup=False)
-        console.print("Rerun the same night to resume it.")
-        return EXIT_RUN_FAILED
-    except Exception:  # reading the logs or writing the report: never exit 1, which means "regressed"
-        console.print_exception()
-        console.print(f"[red]{loaded.path}: night {night} could not be summarised or reported.[/red] "
-                      "Rerun the same night: finished evals are reused, the night is recorded again.")
-        return EXIT_RUN_FAILED
-    checked = outcome.comparison["status"].isin(["regressed", "improved", "no change"]).sum()
-    console.print(f"report: {outcome.report_dir / 'index.html'}")
-    if outcome.unmeasured:  # before the verdict, which says nothing about these headlines
-        warn_unmeasured(console, outcome.unmeasured, f"result on {night}")
-    ok = EXIT_UNMEASURED if outcome.unmeasured else EXIT_OK
-    if outcome.baseline is None:
-        why = "it is the pinned baseline" if str(loaded.config.baseline) == night else "no earlier night to compare with"
-        console.print(f"[green]Recorded {night} ({why}).[/green]")
-        return ok
-    if len(outcome.regressed):
-        console.print(regression_table(outcome.comparison, night))
-        console.print(f"[red]{len(outcome.regressed)} of {checked} metrics regressed vs {outcome.baseline}.[/red]")
-        return EXIT_REGRESSED
-    console.print(f"[green]No regression vs {outcome.baseline} ({checked} metrics checked).[/green]")
-    return ok
