@@ -1,5 +1,8 @@
 """The ``emeval audit`` command (registered in ``emeval.cli.app``): parse the options, run the audit
-workflow (:mod:`emeval.local.audit`), then show and check its result (:mod:`emeval.report.audit`)."""
+workflow (:mod:`emeval.local.audit`), then show and check its result (:mod:`emeval.report.audit`).
+
+Heavy imports (torch, pandas, Inspect) happen when the command runs, not when ``emeval --help`` starts.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,6 @@ from pathlib import Path
 
 import typer
 
-from emeval.local.audit import AUDIT_FILE, AuditError, run_audit
-from emeval.local.finetune import BenignDataError, TrainSettings
-from emeval.report.audit import audit_table, unmeasured_metrics, write_markdown
-from emeval.report.measurable import NO_MEASURABLE_RESULT, warn_unmeasured
 from emeval.report.terminal import make_console
 
 
@@ -54,7 +53,11 @@ def audit_command(
 ) -> None:
     """One-gradient-step fragility audit: evals before and after a few benign fine-tuning steps, and after a
     random weight change of the same norm (the control)."""
-    from inspect_ai._util.config import parse_cli_args  # Inspect's own -T/-M parsing, so values read the same
+    from emeval.inputs.task_args import parse_name_values as parse  # -T/-M/-J read as inspect eval reads them
+    from emeval.local.audit import AUDIT_FILE, AuditError, run_audit
+    from emeval.local.finetune import BenignDataError, TrainSettings
+    from emeval.report.audit import audit_table, unmeasured_metrics, write_markdown
+    from emeval.report.measurable import NO_MEASURABLE_RESULT, warn_unmeasured
 
     console = make_console()
     if optimizer not in ("sgd", "adam") or perturb not in ("per-tensor", "global"):
@@ -70,9 +73,9 @@ def audit_command(
         )
         result = run_audit(
             model, data, [e.strip() for spec in evals for e in spec.split(",") if e.strip()],
-            train=train, out=out, perturb=perturb, task_args=parse_cli_args(task_arg),  # type: ignore[arg-type]
-            limit=limit, epochs=epochs, judge=judge, judge_args=parse_cli_args(judge_arg),
-            subject_args=parse_cli_args(model_arg), device=_auto_device(device),
+            train=train, out=out, perturb=perturb, task_args=parse(task_arg),  # type: ignore[arg-type]
+            limit=limit, epochs=epochs, judge=judge, judge_args=parse(judge_arg),
+            subject_args=parse(model_arg), device=_auto_device(device),
             display="rich" if console.is_terminal else "none", progress=console.print,
         )
     except (AuditError, BenignDataError, ValueError) as ex:
