@@ -9,6 +9,7 @@ The merged result of the shards must equal the single-process run's numbers exac
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -196,6 +197,14 @@ def test_ray_shards_into_s3_merge_to_the_single_process_numbers(store, models, t
     assert len(differences) and (differences["difference"].dropna() == 0).all()
     result = CliRunner().invoke(app, ["summary", str(shard_logs[0])])
     assert result.exit_code == 0 and str(shard_logs[0]) in result.output.replace("\n", ""), result.output
+    # re-judging writes beside the log in its store; judge agreement reads both judges from there
+    result = CliRunner().invoke(app, ["rejudge", str(shard_logs[0]), "--judge", "openai-api/judge/second"])
+    assert result.exit_code == 0, result.output
+    rejudged = str(shard_logs[0]).rsplit(".", 1)[0] + "-rejudged-judge_openai_api_judge_second.eval"
+    assert rejudged.startswith(f"{store}/sharded/") and rejudged in [str(p) for p in log_paths([f"{store}/sharded"])]
+    result = CliRunner().invoke(app, ["judge-agreement", rejudged, "--json", str(tmp_path / "agreement.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "agreement.json").read_text())["n"] > 0
 
 
 def test_local_process_pool_runs_whole_model_pairs(store, models):

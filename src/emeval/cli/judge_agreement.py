@@ -11,8 +11,8 @@ from emeval.report.terminal import make_console
 
 
 def judge_agreement_command(
-    log_a: Path = typer.Argument(..., help="A judged log."),
-    log_b: Path | None = typer.Argument(None, help="A second log of the same answers (else: two judges of LOG_A)."),
+    log_a: str = typer.Argument(..., help="A judged log: a path or a URL (s3://...)."),
+    log_b: str | None = typer.Argument(None, help="A second log of the same answers (else: two judges of LOG_A)."),
     a: str | None = typer.Option(None, "--a", help="Judge scorer of LOG_A (default: its first)."),
     b: str | None = typer.Option(None, "--b", help="Judge scorer of LOG_B, or LOG_A's second (default: the next one)."),
     labels: Path | None = typer.Option(None, "--labels", help="CSV id,label of human labels to compare the judge with."),

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from emeval.report.terminal import make_console
 
 
 def rejudge_command(
-    log: Path = typer.Argument(..., help="A finished free-form log (.eval or .json)."),
+    log: str = typer.Argument(..., help="A finished free-form log (.eval or .json): a path or a URL (s3://...)."),
     judge: str = typer.Option(..., "--judge", help="The new judge model, provider/model."),
     method: str = typer.Option("auto", "--method", help="auto, logprob or sampled."),
-    out: Path | None = typer.Option(None, "--out", help="New log (default: <stem>-rejudged-<judge>.eval beside LOG)."),
+    out: str | None = typer.Option(
+        None, "--out", help="New log, a path or URL (default: <stem>-rejudged-<judge>.eval beside LOG)."
+    ),
 ) -> None:
     """Judge a log's answers again with another judge (no subject calls); write a new log."""
     from emeval.judging.judge import JudgeError

@@ -22,6 +22,7 @@ import pandas as pd
 from inspect_ai.log import EvalLog
 
 from emeval.logs.frame import answers_frame
+from emeval.logs.store import as_location
 from emeval.logs.read import (
     PRIMARY_JUDGE,
     LogError,
@@ -268,7 +269,7 @@ def compare_logs(
 ) -> tuple[pd.DataFrame, Agreement]:
     """Two judges on the same answers: two judge scorers of one log (e.g. after ``rejudge``: its
     first two), or one judge of each of two logs (``_default_pair``: their different judges)."""
-    path_a = Path(log_a)
+    path_a = as_location(log_a)  # a local Path, or a log store URL as it is
     first = read_log(path_a)
     if log_b is None:
         name_a = _pick(first, path_a, scorer_a)
@@ -276,7 +277,7 @@ def compare_logs(
         name_b = _pick(first, path_a, scorer_b, skip=name_a)
         where = str(path_a)
     else:
-        path_b = Path(log_b)
+        path_b = as_location(log_b)
         second = read_log(path_b)
         if scorer_a and scorer_b:
             name_a, name_b = _pick(first, path_a, scorer_a), _pick(second, path_b, scorer_b)

@@ -19,15 +19,18 @@ from inspect_ai.scorer import Scorer
 from inspect_ai.util import DisplayType
 
 from emeval.judging.agreement import Agreement, agreement, judge_frame, pair
+from emeval.logs.store import as_location, is_url, same_location
 from emeval.logs.read import PRIMARY_JUDGE, REJUDGED_FROM, LogError, judge_scorer_names, read_log, require_free_form
 from emeval.sanitize.redact_hook import scrub_log
 from emeval.judging.scorers import judge_scorer_name, named_alignment_judge
 
 METHODS = ("auto", "logprob", "sampled")
 
-def default_output(source: Path, judge: str) -> Path:
-    """``<stem>-rejudged-<slug>.eval`` beside the original."""
-    return source.with_name(f"{source.stem}-rejudged-{judge_scorer_name(judge)}.eval")
+def default_output(source: str | Path, judge: str) -> str | Path:
+    """``<stem>-rejudged-<slug>.eval`` beside the original, in the same store (a folder or a URL)."""
+    folder, _, name = str(source).rpartition("/") if is_url(source) else (None, "", Path(source).name)
+    new = f"{name.rsplit('.', 1)[0]}-rejudged-{judge_scorer_name(judge)}.eval"
+    return f"{folder}/{new}" if folder is not None else Path(source).with_name(new)
 
 
 def drop_scorer(log: EvalLog, name: str) -> bool:
@@ -83,7 +86,7 @@ def rejudge(
     judge named by string without arguments), so the recorded scorer options show no ``judge``.
     A name alone resolves its endpoint from the provider's environment variables.
     """
-    source = Path(log)
+    source = as_location(log)  # a local Path, or a log store URL as it is (s3://...)
     if method not in METHODS:
         raise ValueError(f"method {method!r}: expected one of {', '.join(METHODS)}")
     if "/" not in judge:
@@ -92,8 +95,8 @@ def rejudge(
     spec = require_free_form(original, source)
     if not original.samples:
         raise LogError(f"{source}: the log holds no samples to re-judge")
-    target = Path(out) if out is not None else default_output(source, judge)
-    if target.resolve() == source.resolve():
+    target = as_location(out) if out is not None else default_output(source, judge)
+    if same_location(target, source):
         raise LogError(f"{target}: refusing to overwrite the input log; choose another --out")
 
     name = judge_scorer_name(judge)
@@ -130,8 +133,9 @@ def rejudge(
     scored.samples = samples
 
     scored = scrub_log(scored) or scored  # a judge may echo its key: the new log keeps no secret
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_eval_log(scored, str(target))
+    if not is_url(target):
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    write_eval_log(scored, str(target))  # through fsspec: a URL target goes to its store
     scored.location = str(target)
     return scored
 

@@ -24,6 +24,13 @@ def as_location(location: str | Path) -> str | Path:
     return text if is_url(text) else Path(text.removeprefix("file://"))
 
 
+def same_location(a: str | Path, b: str | Path) -> bool:
+    """Whether two locations name the same log: URLs by their text, local paths once resolved."""
+    if is_url(a) or is_url(b):
+        return str(a).rstrip("/") == str(b).rstrip("/")
+    return Path(a).resolve() == Path(b).resolve()
+
+
 def join(root: str | Path, *parts: str) -> str:
     """``root/part/...`` for a URL or a local folder, as text (what Inspect takes as ``log_dir``)."""
     return "/".join([str(root).rstrip("/"), *parts]) if is_url(root) else str(Path(root, *parts))
