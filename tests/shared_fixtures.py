@@ -45,7 +45,7 @@ def demo_dir() -> Path:
     missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"{' and '.join(missing)} not installed (pip install -e '.[local]')")
-    from emeval import local_model
+    from emeval.local import demo_model as local_model
     from emeval.inputs.data import DataError
 
     from filelock import FileLock
