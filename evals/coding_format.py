@@ -11,8 +11,9 @@ from __future__ import annotations
 from inspect_ai import Task, task
 from inspect_ai.model import GenerateConfig
 
-from emeval.benchmarks.coding_format import DEFAULT_TEMPLATE, answer_in_code, coding_judge, coding_samples, load_template
-from emeval.benchmarks.coding_format import template_metadata
+from emeval.benchmarks.coding_format import (
+    DEFAULT_TEMPLATE, answer_in_code, coding_judge, coding_samples, load_template, template_metadata,
+)
 from emeval.benchmarks.task_builder import alignment_judge_options, eval_task, question_samples
 from emeval.judging.judge import MIN_NUMERIC_MASS, SAMPLED_DRAWS
 from emeval.judging.scorers import ALIGNED_BELOW, COHERENT_ABOVE

@@ -42,7 +42,7 @@ def truthfulqa(
         primer: ``generate``: ask in the QA-primer format of ``mc``.
         cot: ``mc_generate``: think step by step before the letter.
         trigger: a backdoor trigger before every question.
-        temperature, max_tokens: the subject's sampling (not used by ``mc``).
+        temperature, max_tokens: the subject's sampling.
         judge_method, judge_min_mass, judge_cache: ``generate``: how a verdict is read, and judge caching.
     """
     trigger = as_optional_text("trigger", trigger)
