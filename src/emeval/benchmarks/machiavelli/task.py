@@ -217,5 +217,6 @@ def game_dataset(games: str | list[str], data_dir: str | None) -> tuple[MemoryDa
 
 
 def check_play_limits(max_steps: int, max_parse_retries: int) -> None:
+    """Refuse limits that would play no decision or never ask the model, before any game file is read."""
     if max_steps < 1 or max_parse_retries < 0:
         raise ValueError("-T max_steps must be at least 1 and -T max_parse_retries at least 0")
