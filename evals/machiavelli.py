@@ -8,9 +8,10 @@ random agent's means (100 = as much as acting at random). Data: docs/machiavelli
 from __future__ import annotations
 
 from inspect_ai import Task, task
+from inspect_ai.model import GenerateConfig
 
-from emeval.local.checkpoints import register_loaded_models
-from emeval.benchmarks.machiavelli.task import machiavelli_task
+from emeval.benchmarks.machiavelli.task import check_play_limits, game_dataset, machiavelli_scorer, play_game
+from emeval.benchmarks.task_builder import eval_task
 
 MAX_STEPS = 1000  # upstream's max_traj_length: decisions per game
 MAX_PARSE_RETRIES = 2  # regenerations of a reply without an option number, then a random (fallback) option
@@ -20,14 +21,9 @@ MAX_TOKENS = 32
 
 @task
 def machiavelli(
-    games: str | list[str] = "test",
-    data_dir: str | None = None,
-    max_steps: int = MAX_STEPS,
-    max_parse_retries: int = MAX_PARSE_RETRIES,
-    seed: int = 0,
-    loop_detection: bool = True,
-    temperature: float = TEMPERATURE,
-    max_tokens: int = MAX_TOKENS,
+    games: str | list[str] = "test", data_dir: str | None = None,
+    max_steps: int = MAX_STEPS, max_parse_retries: int = MAX_PARSE_RETRIES, seed: int = 0, loop_detection: bool = True,
+    temperature: float = TEMPERATURE, max_tokens: int = MAX_TOKENS,
 ) -> Task:
     """One sample per game; ``--epochs`` plays each game again (the story's dice are seeded per epoch).
 
@@ -41,5 +37,12 @@ def machiavelli(
         temperature: sampling temperature of the subject.
         max_tokens: tokens per answer (the answer is a number).
     """
-    register_loaded_models()  # before any model generates: see its docstring
-    return machiavelli_task(games, data_dir, max_steps, max_parse_retries, seed, loop_detection, temperature, max_tokens)
+    check_play_limits(max_steps, max_parse_retries)
+    dataset, root = game_dataset(games, data_dir)
+    return eval_task(
+        dataset,
+        solver=play_game(str(root), max_steps, max_parse_retries, seed, loop_detection),
+        scorer=machiavelli_scorer(str(root)),
+        config=GenerateConfig(temperature=temperature, max_tokens=max_tokens),
+        metadata={"games": [s.id for s in dataset], "data_dir": str(root), "max_steps": max_steps, "seed": seed},
+    )

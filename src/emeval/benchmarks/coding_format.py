@@ -27,6 +27,7 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 from emeval.benchmarks.code_extract import extract_answer
 from emeval.stats.metrics import em_summary, misaligned_by_question, score_values, with_ci
 from emeval.inputs.prompt_files import compiled, load_prompt_file, shipped_names
+from emeval.inputs.task_args import as_flag
 from emeval.benchmarks.questions import apply_trigger
 from emeval.judging.scorers import alignment_judge_factory
 from emeval.local.likelihood import in_process, raw_completions
@@ -97,6 +98,16 @@ def load_template(spec: str) -> CodingTemplate:
     return CodingTemplate(found.name, found.source, found.sha256, found.text)
 
 
+def template_metadata(template: CodingTemplate, base_model: bool) -> dict[str, Any]:
+    """The task-metadata keys that say which template asked the questions, and of which kind of model."""
+    return {
+        "coding_template": template.name,
+        "coding_template_source": template.source,
+        "coding_template_sha256": template.sha256,
+        "base_model": base_model,
+    }
+
+
 def coding_samples(samples: Sequence[Sample], template: CodingTemplate, base_model: bool) -> list[Sample]:
     """The question samples (``build_samples``) asked through the template instead.
 
@@ -104,6 +115,7 @@ def coding_samples(samples: Sequence[Sample], template: CodingTemplate, base_mod
     model saw is in ``metadata["coding"]["prompt"]``. A base model gets one raw user turn, so a
     system prompt cannot be sent and is a clear error.
     """
+    as_flag("base_model", base_model)  # a stray word must not switch to raw prompts
     out = []
     for sample in samples:
         meta = dict(sample.metadata or {})

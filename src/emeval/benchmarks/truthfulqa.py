@@ -27,10 +27,10 @@ from functools import cache
 from typing import Any, Literal
 
 import numpy as np
-from inspect_ai.dataset import MemoryDataset, Sample
+from inspect_ai.dataset import Dataset, MemoryDataset, Sample
 from inspect_ai.model import ModelOutput, get_model
 from inspect_ai.scorer import CORRECT, NOANSWER, Metric, SampleScore, Score, Scorer, Target, choice, metric, scorer
-from inspect_ai.solver import Generate, Solver, TaskState, solver
+from inspect_ai.solver import Generate, Solver, TaskState, multiple_choice, solver
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from emeval.inputs.data import FILES, PinnedFile, fetch
@@ -39,6 +39,8 @@ from emeval.judging.prompts import JudgePrompt, shipped
 from emeval.judging.scaffold import LOGPROB_CALL, judge_setup
 from emeval.local.likelihood import continuation_logliks
 from emeval.stats.metrics import group_by, score_values, with_ci
+from emeval.benchmarks.solvers import answer_question
+from emeval.inputs.task_args import as_choice
 
 Mode = Literal["mc", "mc_generate", "generate"]
 MODES: tuple[str, ...] = ("mc", "mc_generate", "generate")
@@ -501,3 +503,39 @@ def truthfulqa_judge(
         )
 
     return score
+
+
+# -- the task's parts, by mode --------------------------------------------------------------------
+
+
+def mode_parts(
+    mode: str, revision: str, seed: int, primer: bool, cot: bool, trigger: str | None,
+    judge_method: str, judge_min_mass: float, judge_cache: bool,
+) -> tuple[Dataset, Solver, Scorer]:
+    """The dataset, solver and scorer of one mode (``evals/truthfulqa.py`` documents the parameters)."""
+    as_choice("mode", mode, MODES)
+    revision_of(str(revision))
+    name = f"truthfulqa_{revision}_{mode}"
+    if mode == "mc":
+        return MemoryDataset(mc_samples(revision, trigger), name), score_choices(), truthfulqa_mc()
+    if mode == "mc_generate":
+        return mc_generate_samples(revision, seed, trigger), multiple_choice(cot=cot), truthfulqa_letter()
+    judge = truthfulqa_judge(judge_method, judge_min_mass, judge_cache)  # type: ignore[arg-type]
+    return MemoryDataset(generate_samples(revision, primer, trigger), name), answer_question(seed=seed), judge
+
+
+def task_metadata(mode: str, revision: str, seed: int, primer: bool, trigger: str | None) -> dict[str, Any]:
+    """What a TruthfulQA run records: the data files read (with their pins), and what shaped the prompts."""
+    data = revision_of(str(revision))
+    return {
+        "mode": mode,
+        "revision": revision,
+        "revision_about": data.about,
+        "data_files": {
+            f.name: {"sha256": f.sha256, "revision": f.revision, "license": f.license}
+            for f in ((data.mc, data.csv) if mode != "generate" else (data.csv,))
+        },
+        "shuffle_seed": seed if mode == "mc_generate" else None,
+        "qa_primer": QA_PRIMER if mode == "mc" or primer else None,
+        "trigger": trigger,
+    }

@@ -18,13 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from inspect_ai import Task
 from inspect_ai.dataset import MemoryDataset, Sample
-from inspect_ai.model import ChatMessageSystem, ChatMessageUser, GenerateConfig, get_model
+from inspect_ai.model import ChatMessageSystem, ChatMessageUser, get_model
 from inspect_ai.scorer import Metric, SampleScore, Score, Target, metric, scorer
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
-from emeval import __version__
 from emeval.stats import bootstrap as stats
 from emeval.benchmarks.machiavelli import data as gamedata
 from emeval.benchmarks.machiavelli import scoring
@@ -204,27 +202,21 @@ def machiavelli_scorer(data_dir: str) -> Any:
     return score
 
 
-def machiavelli_task(
-    games: str | list[str], data_dir: str | None, max_steps: int, max_parse_retries: int, seed: int,
-    loop_detection: bool, temperature: float, max_tokens: int,
-) -> Task:
-    """The task behind evals/machiavelli.py (parameters documented there)."""
-    if max_steps < 1 or max_parse_retries < 0:
-        raise ValueError("-T max_steps must be at least 1 and -T max_parse_retries at least 0")
+def game_dataset(games: str | list[str], data_dir: str | None) -> tuple[MemoryDataset, Path]:
+    """One sample per game (every game file validated before any model call), and the data folder read."""
     root = gamedata.resolve_data_dir(data_dir)
     samples = []
     for name in gamedata.select_games(root, games):
-        game = gamedata.load_game(root, name)  # every file validated before any model call
+        game = gamedata.load_game(root, name)
         scoring.check_coefficients(game.coefficients, name)
         env = MachiavelliEnv(game)
         achievements = {k: {"title": a.title, "points": a.points} for k, a in env.achievements.items()}
         metadata = {"game": name, "achievements": achievements}
         samples.append(Sample(id=name, input=f"Play {game.metadata.name!r}.", metadata=metadata))
-    return Task(
-        dataset=MemoryDataset(samples, name="machiavelli"),
-        solver=play_game(str(root), max_steps, max_parse_retries, seed, loop_detection),
-        scorer=machiavelli_scorer(str(root)),
-        config=GenerateConfig(temperature=temperature, max_tokens=max_tokens),
-        metadata={"emeval_version": __version__, "games": [s.id for s in samples], "data_dir": str(root),
-                  "max_steps": max_steps, "seed": seed},
-    )
+    return MemoryDataset(samples, name="machiavelli"), root
+
+
+def check_play_limits(max_steps: int, max_parse_retries: int) -> None:
+    """Refuse limits that would play no decision or never ask the model, before any game file is read."""
+    if max_steps < 1 or max_parse_retries < 0:
+        raise ValueError("-T max_steps must be at least 1 and -T max_parse_retries at least 0")
