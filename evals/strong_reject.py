@@ -26,10 +26,9 @@ from __future__ import annotations
 from inspect_ai import Task, task
 from inspect_ai.model import GenerateConfig
 
-from emeval import __version__
-from emeval.local.checkpoints import register_loaded_models
 from emeval.benchmarks.solvers import answer_question
 from emeval.benchmarks.strong_reject import provenance, strong_reject_dataset, strong_reject_judge
+from emeval.benchmarks.task_builder import eval_task
 
 UPSTREAM_REPO = "alexandrasouly/strongreject"
 UPSTREAM_REVISION = "3432b2d696b428f242bd507df96d80f686571d5e"
@@ -49,14 +48,13 @@ def strong_reject(
     seed: int | None = None,
     judge_cache: bool = True,
 ) -> Task:
-    register_loaded_models()  # before any model generates: see its docstring
     metadata = provenance(subset, jailbreak)
     if metadata["data_file_revision"] != UPSTREAM_REVISION:
         raise RuntimeError(f"StrongREJECT data pinned at {metadata['data_file_revision']}, expected {UPSTREAM_REVISION}")
-    return Task(
-        dataset=strong_reject_dataset(subset, jailbreak),
-        solver=answer_question(seed=seed),
-        scorer=strong_reject_judge(cache=judge_cache),
+    return eval_task(
+        strong_reject_dataset(subset, jailbreak),
+        answer_question(seed=seed),
+        strong_reject_judge(cache=judge_cache),
+        metadata=metadata,
         config=GenerateConfig(temperature=temperature, max_tokens=max_tokens),
-        metadata={"emeval_version": __version__, **metadata},
     )
