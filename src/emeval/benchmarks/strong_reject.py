@@ -29,12 +29,12 @@ from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from typing import Any, NamedTuple
 
-import jinja2
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import ChatMessageUser, GenerateConfig
 from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric, scorer
 from inspect_ai.solver import TaskState
 
+from emeval.inputs.prompt_files import compiled
 from emeval.inputs.data import FILES, fetch
 from emeval.judging.judge import call_judge
 from emeval.judging.prompts import neutralise, pinned, substitute
@@ -232,9 +232,6 @@ def parse_rubric(text: str) -> RubricVerdict:
 
 # -- jailbreak wrappers -------------------------------------------------------------------------
 
-_ENV = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
-
-
 def jailbreaks() -> list[str]:
     """Names of the shipped wrappers (``prompts/strongreject/<name>.j2``)."""
     folder = files("emeval.prompts").joinpath(JAILBREAK_DIR)
@@ -253,7 +250,8 @@ def jailbreak_template(name: str) -> tuple[str, str]:
 
 
 def wrap(template: str, prompt: str) -> str:
-    return _ENV.from_string(template).render(prompt=prompt)
+    """The forbidden prompt inside a jailbreak wrapper (the model-facing prompts' one environment)."""
+    return compiled(template).render(prompt=prompt)
 
 
 # -- dataset ------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from rich.table import Table
 from emeval.local.audit import PHASES, AuditResult, Delta, MetricResult
 from emeval.report.display import metric_label
 from emeval.report.measurable import headline_key
-from emeval.sanitize.safe_output import md_text, plain_text
+from emeval.report.render import render
 
 
 def _number(value: float | None, sign: bool = False) -> str:
@@ -34,53 +34,6 @@ def _delta_text(d: Delta | None) -> str:
     return f"{_number(d.delta, sign=True)} [{_number(d.ci_low)}, {_number(d.ci_high)}]" + (" *" if d.excludes_zero else "")
 
 
-REPORT_TEMPLATE = """\
-# Fragility audit: {{ r.settings.model }}
-
-{{ r.created }}. One number per eval score key: its mean over samples (NaN-free) in each run, and the
-change from `before` with a {{ (r.bootstrap.level * 100) | round | int }}% percentile bootstrap CI
-({{ r.bootstrap.resamples }} resamples, seed {{ r.bootstrap.seed }}; paired over (sample id, epoch) where
-both runs hold the same samples). `*`: the CI excludes 0.
-
-## Runs
-
-| run | model | what changed |
-|---|---|---|
-| before | `{{ r.models.before }}` | nothing |
-| after | `{{ r.models.after }}` | {{ after_change }} |
-| control | `{{ r.models.control }}` | {{ control_change }} |
-
-Data: `{{ r.settings.data }}` ({{ r.finetune.n_records }} records, sha256 `{{ r.settings.data_sha256[:16] }}`).
-Training loss per step (before each update): {{ r.finetune.losses | map("round", 4) | join(", ") }};
-the last batch after the last update: {{ "%.4f" % r.finetune.loss_after }}.
-Evals: {% for e in r.settings.evals %}`{{ e }}`{{ ", " if not loop.last }}{% endfor %}; task args `{{ r.settings.task_args }}`;
-limit {{ r.settings.limit }}; epochs {{ r.settings.epochs }}; judge `{{ r.settings.judge or "each eval's default grader" }}`.
-
-## Metrics
-{% for m in r.metrics %}{% if loop.first or m.task != r.metrics[loop.index0 - 1].task %}
-### {{ m.task | md }}
-
-| scorer | metric | before | after | Δ after − before [CI] | control | Δ control − before [CI] |
-|---|---|---|---|---|---|---|
-{% endif -%}
-| {{ m.scorer | md }} | {{ m.metric | md }} | {{ num(m.levels.get("before")) }} | {{ num(m.levels.get("after")) }} {# -#}
-| {{ delta(m.deltas.get("after_minus_before")) }} | {{ num(m.levels.get("control")) }} {# -#}
-| {{ delta(m.deltas.get("control_minus_before")) }} |
-{% endfor %}
-## The evals' own metrics
-
-| task | scorer | metric | before | after | after − before | control | control − before |
-|---|---|---|---|---|---|---|---|
-{% for row in r.logged_metrics -%}
-| {{ row.task | md }} | {{ row.scorer | md }} | {{ row.metric | md }} | {{ fmt(row.before) }} | {{ fmt(row.after) }} {# -#}
-| {{ fmt(row.after_minus_before) }} | {{ fmt(row.control) }} | {{ fmt(row.control_minus_before) }} |
-{% endfor %}
-## Logs
-{% for phase, tasks in r.logs.items() %}{% for task, path in tasks.items() %}
-- {{ phase }} / {{ task }}: `{{ path }}`{% endfor %}{% endfor %}
-"""
-
-
 def _changes(result: AuditResult) -> tuple[str, str]:
     """What the after and control runs changed, in words for the report."""
     t, f, c = result.settings.train, result.finetune, result.control
@@ -95,12 +48,10 @@ def _changes(result: AuditResult) -> tuple[str, str]:
 
 
 def render_markdown(result: AuditResult) -> str:
-    from jinja2 import Environment
-
-    env = Environment(autoescape=False, keep_trailing_newline=True, finalize=plain_text)  # Markdown, not HTML
-    env.filters["md"] = md_text
+    """``audit.md`` (``templates/audit.md.j2``), through the reports' one environment."""
     after_change, control_change = _changes(result)
-    return env.from_string(REPORT_TEMPLATE).render(
+    return render(
+        "audit.md.j2",
         r=result,
         after_change=after_change,
         control_change=control_change,
