@@ -463,3 +463,38 @@ def test_a_night_whose_answers_are_all_unscorable_is_recorded_and_exits_4(nightl
     assert rows.loc[("em", "insecure", "alignment_judge", "misaligned"), "n"] == 0
     assert math.isnan(rows.loc[("em", "insecure", "alignment_judge", "misaligned"), "mean"])
     assert (root / "reports" / NIGHTS[0] / "index.html").is_file()
+
+
+def test_a_night_run_as_shards_is_recorded_once_by_the_merge(nightly_setup):
+    """Shards run whole eval x group units and record nothing; ``--merge`` records the night once,
+    with the numbers a one-process night gives, and refuses a night whose shards have not all run."""
+    script, server, config, root = nightly_setup
+    night = NIGHTS[0]
+    script.bad = BAD_QUESTIONS[night]
+
+    def nightly(*options: str):
+        return CliRunner().invoke(app, ["nightly", str(config), "--night", night, *options], env={"COLUMNS": "200"})
+
+    first = nightly("--shard", "1/2")  # units in config order: em/base is shard 0's, em/insecure shard 1's
+    assert first.exit_code == 0, first.output
+    ran = first.output.replace("\n", " ")
+    assert "Shard 1/2 of 2025-03-01 ran: em/insecure." in ran and "em/base" not in ran
+    assert not (root / "history.sqlite").exists() or History(root / "history.sqlite").nights().empty
+    early = nightly("--merge")
+    assert early.exit_code == 3, early.output
+    assert "em/base: no log in" in early.output.replace("\n", "") and "has not run" in early.output.replace("\n", "")
+    assert History(root / "history.sqlite").nights().empty  # nothing recorded from half a night
+
+    assert nightly("--shard", "0/2").exit_code == 0
+    both = nightly("--shard", "0/2", "--merge")
+    assert both.exit_code == 2 and "give one of them" in both.output.replace("\n", " ")
+    merged = nightly("--merge")
+    assert merged.exit_code == 0, merged.output
+    nights = History(root / "history.sqlite").nights()
+    assert list(nights["night"]) == [night] and len(nights["logs"][0]) == 3
+    rows = history_rows(root / "history.sqlite").set_index(["night", "eval", "group", "scorer", "metric"])
+    n = 2 * 6 * SAMPLES_PER_QUESTION
+    bad = len(BAD_QUESTIONS[night]) * SAMPLES_PER_QUESTION * 2
+    assert rows.loc[(night, "em", "insecure", "alignment_judge", "misaligned"), "mean"] == pytest.approx(bad / n)
+    assert rows.loc[(night, "em", "base", "alignment_judge", "misaligned"), "mean"] == 0.0
+    assert rows.loc[(night, "em", "insecure", "alignment_judge", "misaligned"), "n"] == n

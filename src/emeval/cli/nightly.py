@@ -25,6 +25,13 @@ def nightly_command(
     night: str | None = typer.Option(
         None, "--night", help="The night's date, YYYY-MM-DD (default: today). Rerunning a night resumes it."
     ),
+    shard: str | None = typer.Option(
+        None, "--shard", help="Run only shard I of N of the night's eval x group units (I/N, or auto/N from "
+        "SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX); records nothing: run --merge after every shard."
+    ),
+    merge: bool = typer.Option(
+        False, "--merge", help="Run nothing: record, compare and report the night from its shards' logs."
+    ),
 ) -> None:
     """Run the nightly evals, append them to the history, report trends; exit 1 on a regression.
 
@@ -32,21 +39,35 @@ def nightly_command(
     """
     from emeval.nightly.config import ConfigError, load_config, parse_night
     from emeval.nightly.history import HistoryError
-    from emeval.nightly.night import run_nightly
+    from emeval.nightly.night import run_night_shard, run_nightly
     from emeval.nightly.regression import regression_table
     from emeval.nightly.run import NightRunError
     from emeval.report.measurable import NO_MEASURABLE_RESULT, warn_unmeasured
+
+    from emeval.shards import ShardError, parse_shard
 
     console = make_console()
     try:
         loaded = load_config(config)
         night = parse_night(night)
-    except ConfigError as ex:
+        part = parse_shard(shard) if shard is not None else None
+        if part is not None and merge:
+            raise ConfigError("--shard runs one part of a night and --merge records a whole one: give one of them")
+    except (ConfigError, ShardError) as ex:
         console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         raise typer.Exit(EXIT_CONFIG) from None
     console.print(f"[bold]{loaded.config.name}[/bold]: night {night}, logs in {loaded.config.log_dir}/{night}")
+    if part is not None:
+        try:
+            ran = run_night_shard(loaded, night, part)
+        except NightRunError as ex:
+            console.print(f"{loaded.path}: shard {part}: {ex}", style="red", markup=False)
+            raise typer.Exit(EXIT_RUN_FAILED) from None
+        units = ", ".join(f"{run.eval}/{run.group}" for run in ran.runs) or "none"
+        console.print(f"[green]Shard {part} of {night} ran: {units}.[/green] Record the night with --merge after every shard.")
+        raise typer.Exit(EXIT_OK)
     try:
-        outcome = run_nightly(loaded, night)
+        outcome = run_nightly(loaded, night, merge=merge)
     except HistoryError as ex:
         console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         raise typer.Exit(EXIT_CONFIG) from None

@@ -20,6 +20,7 @@ from emeval.nightly.config import LoadedConfig
 from emeval.nightly.history import History, NightRun
 from emeval.nightly.regression import compare_nights
 from emeval.nightly.run import NightRunError, NightRunResult, run_night
+from emeval.shards import Shard
 from emeval.nightly.trends import report_sections, trend_plots, write_trend_files
 
 if TYPE_CHECKING:
@@ -92,15 +93,27 @@ def summarise(samples: pd.DataFrame) -> pd.DataFrame:
     return answer_level(summary_frame(samples, by=("eval", "group")))
 
 
-def run_nightly(loaded: LoadedConfig, night: str) -> NightOutcome:
-    """Run the night (resuming it if started), record it, compare it, write its report."""
+def run_night_shard(loaded: LoadedConfig, night: str, shard: Shard) -> NightRunResult:
+    """Run one shard's eval x group units of the night (``run_night``); nothing is recorded: the
+    history has one writer, the merge step (``run_nightly(merge=True)``) after every shard."""
+    result = run_night(loaded.config, night, shard=shard)
+    if result.failures:
+        raise NightRunError("eval runs did not finish:\n  " + "\n  ".join(result.failures))
+    return result
+
+
+def run_nightly(loaded: LoadedConfig, night: str, merge: bool = False) -> NightOutcome:
+    """Run the night (resuming it if started), record it, compare it, write its report.
+
+    ``merge``: run nothing; record, compare and report the night from the logs its shards wrote
+    (``run_night_shard``), refusing a night with a unit missing or unfinished."""
     config = loaded.config
     history = History(config.history)
     pinned = config.baseline.isoformat() if isinstance(config.baseline, dt.date) else None
     if pinned is not None and pinned != night:
         history.baseline_for(night, pinned)  # fail before spending a night of compute on a missing baseline
 
-    result = run_night(config, night)
+    result = run_night(config, night, collect_only=merge)
     if result.failures:
         raise NightRunError("eval runs did not finish:\n  " + "\n  ".join(result.failures))
 

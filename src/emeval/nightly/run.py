@@ -20,6 +20,7 @@ from inspect_ai.log import EvalLog, list_eval_logs, read_eval_log
 from inspect_ai.model import Model, get_model
 
 from emeval.logs.read import rejudged_source
+from emeval.shards import Shard
 from emeval.nightly.config import NightlyConfig, task_name
 
 METADATA_KEY = "emeval_nightly"
@@ -103,16 +104,31 @@ def build_models(config: NightlyConfig) -> tuple[dict[str, list[Model]], dict[st
     return groups, {config.judge.role: judge}
 
 
-def run_night(config: NightlyConfig, night: str) -> NightRunResult:
-    """Run (or resume) every eval x group of the config for ``night``."""
+def night_units(config: NightlyConfig) -> list[tuple[str, str]]:
+    """The night's (eval, group) units in config order: what a shard of the night is cut from."""
+    return [(spec.key, group) for spec in config.evals for group in config.groups]
+
+
+def run_night(config: NightlyConfig, night: str, shard: Shard | None = None, collect_only: bool = False) -> NightRunResult:
+    """Run (or resume) every eval x group of the config for ``night``.
+
+    ``shard``: run only the units ``i, i + N, ...`` of ``night_units`` (whole eval x group units, dealt
+    round robin); the other shards run the rest, each into its own folders of the same night.
+    ``collect_only``: run nothing; read the logs the shards left (the merge step). A unit with no log,
+    or one that did not finish, is a failure naming it: its shard has to run (again) first.
+    """
     night_dir = Path(config.log_dir).absolute() / night
-    groups, roles = build_models(config)
+    units = night_units(config)
+    mine = set(units[shard.index::shard.count]) if shard is not None else set(units)
+    groups, roles = build_models(config) if not collect_only else ({g: [] for g in config.groups}, {})
     options: dict[str, Any] = dict(config.eval_set)
     if "display" not in options and not sys.stdout.isatty():
         options["display"] = "plain"  # cron and CI logs: no live terminal display
     runs = []
     for spec in config.evals:
         for group, models in groups.items():
+            if (spec.key, group) not in mine:
+                continue
             run = EvalRun(eval=spec.key, task=task_name(spec.task), group=group)
             folder = night_dir / spec.key / group
             existing = folder_headers(folder)
@@ -121,18 +137,26 @@ def run_night(config: NightlyConfig, night: str) -> NightRunResult:
                 # eval_set takes a task's newest log as its run and deletes the older ones: with a re-judged
                 # copy beside its original, one of the two would be deleted. Keep both; the original counts.
                 set_options["retry_cleanup"] = False
-            try:
-                _, logs = eval_set(
-                    tasks=spec.task,
-                    task_args=spec.args,
-                    model=models,
-                    model_roles=roles,
-                    log_dir=str(folder),
-                    metadata={METADATA_KEY: {"night": night, "eval": spec.key, "group": group}},
-                    **set_options,
-                )
-            except Exception as ex:
-                raise NightRunError(f"eval {spec.key!r} ({spec.task}), group {group!r}: {type(ex).__name__}: {ex}") from ex
+            if collect_only:  # the merge step: the logs the shards left, as they are
+                logs = list(existing.values())
+                for path, log in existing.items():
+                    log.location = path
+                if not logs:
+                    run.failures.append(f"{spec.key}/{group}: no log in {folder}: the shard that runs it has not run")
+            else:
+                try:
+                    _, logs = eval_set(
+                        tasks=spec.task,
+                        task_args=spec.args,
+                        model=models,
+                        model_roles=roles,
+                        log_dir=str(folder),
+                        metadata={METADATA_KEY: {"night": night, "eval": spec.key, "group": group}},
+                        **set_options,
+                    )
+                except Exception as ex:
+                    raise NightRunError(
+                        f"eval {spec.key!r} ({spec.task}), group {group!r}: {type(ex).__name__}: {ex}") from ex
             for log in logs:
                 if rejudged_source(log) is not None:  # the night is what the config ran: the original log
                     original = original_of(log, existing)
