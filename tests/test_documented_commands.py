@@ -362,6 +362,31 @@ def check_nightly(night: str | None):
     return check
 
 
+NIGHT_SHARDS = [f"emeval nightly nightly.yaml --night 2025-06-03 --shard {i}/2" for i in range(2)]
+NIGHT_MERGE = "emeval nightly nightly.yaml --night 2025-06-03 --merge"
+
+
+def check_night_shard(unit: str):
+    """A shard runs its own eval x group unit and records nothing (the merge is the history's one writer)."""
+    def check(ws, outcome):
+        assert outcome.returncode == 0, outcome.output[-4000:]
+        ran = outcome.output.replace("\n", " ")
+        assert f"ran: {unit}." in ran, ran[-2000:]
+        # nothing recorded or reported (the history is checked in tests/nightly: the merge may have run by now)
+        assert "Recorded" not in ran and "report:" not in ran and "regress" not in ran.lower()
+
+    return check
+
+
+@independent
+def after_night_shards(ws: Workspace) -> str:
+    """Both shards of the night, then the merge."""
+    nightly_config(ws)
+    for shard in NIGHT_SHARDS:
+        ws.run(shard)
+    return NIGHT_MERGE
+
+
 def after_nightly(command: str) -> Callable[[Workspace], str]:
     def prepare(ws: Workspace) -> str:
         ws.run(nightly_config(ws).format(command=NIGHTLY))
@@ -469,6 +494,7 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     "python bench/changepoint_calibration.py --curves 2000":
         Offline("a calibration benchmark (minutes); timings belong in bench/, not in tests"),
     "emeval nightly": Mention(),
+    "emeval judge-agreement": Mention(),
     "emeval sweep": Mention(),
     "emeval audit": Mention(),
     "emeval sets": Run(check_sets),
@@ -551,6 +577,9 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     NIGHTLY: Run(check_nightly(None), nightly_config),
     "emeval nightly nightly.yaml --night 2025-06-02":
         Run(check_nightly("2025-06-02"), after_nightly("emeval nightly nightly.yaml --night 2025-06-02")),
+    NIGHT_SHARDS[0]: Run(check_night_shard("first_plot/base"), nightly_config),
+    NIGHT_SHARDS[1]: Run(check_night_shard("first_plot/insecure"), nightly_config),
+    NIGHT_MERGE: Run(check_nightly("2025-06-03"), after_night_shards),
     'sqlite3 nightly/history.sqlite "select night, \\"group\\", round(mean,3), round(ci_low,3), round(ci_high,3) from '
     "results where metric = 'misaligned' and scorer = 'alignment_judge' order by night\"":
         Offline("the sqlite3 shell is not installed here; the same query runs in the python -c row"),

@@ -21,6 +21,7 @@ def demo_command(
     ),
 ) -> None:
     """Run the free-form eval end to end on the embedded SmolLM2-135M-Instruct (CPU, offline)."""
+    from emeval.evals.free_form import free_form
     from emeval.local.demo import demo_questions, run_demo
     from emeval.local.demo_model import ensure_demo_model
     from emeval.report.summary import print_summary
@@ -47,7 +48,7 @@ def demo_command(
     with console.status("Preparing the embedded model (first run: download + convert)..."):
         model_dir = ensure_demo_model()
     console.print(f"model: {model_dir}")
-    log = run_demo(model_dir, question_spec, questions=questions, samples=samples, max_tokens=max_tokens,
+    log = run_demo(free_form, model_dir, question_spec, questions=questions, samples=samples, max_tokens=max_tokens,
                    log_dir=log_dir, min_mass=min_mass)
     if print_summary(log, console).status != "success":
         raise typer.Exit(1)

@@ -1,8 +1,8 @@
 """The plumbing demo: the free-form eval end to end on the embedded model, which answers and judges.
 
-Why here: it is the embedded model's one end-to-end run (CPU, offline). The task is named by its
-registry name (``emeval/free_form``), as ``emeval run`` and the nightly runs name theirs, so this wing
-never imports the eval files above it. Imports stay inside the functions: ``emeval --help`` reads the
+Why here: it is the embedded model's one end-to-end run (CPU, offline). The command hands in the task
+(``evals/free_form.py``'s, loaded in process: Inspect resolves a registry name only through its CLI),
+so this wing never imports the eval files above it. Imports stay inside the functions: ``emeval --help`` reads the
 defaults here without loading Inspect.
 """
 
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from inspect_ai import Task
     from inspect_ai.log import EvalLog
 
     from emeval.inputs.data import DataError
@@ -47,10 +49,11 @@ def demo_questions() -> tuple[str, DataError | None]:
 
 
 def run_demo(
-    model_dir: Path, questions_spec: str, *, questions: int, samples: int, max_tokens: int, log_dir: Path,
-    min_mass: float,
+    task: Callable[..., Task], model_dir: Path, questions_spec: str, *, questions: int, samples: int, max_tokens: int,
+    log_dir: Path, min_mass: float,
 ) -> EvalLog:
-    """The free-form eval on the first ``questions`` questions, ``samples`` answers each, with the embedded
+    """The free-form eval (``task``: the command hands in ``evals/free_form.py``'s task, which this wing
+    does not import) on the first ``questions`` questions, ``samples`` answers each, with the embedded
     model at ``model_dir`` as subject and judge (one load of the weights for both)."""
     from inspect_ai import eval as inspect_eval
 
@@ -59,7 +62,7 @@ def run_demo(
     subject, judge = subject_and_judge(model_dir)
     terminal = sys.stdout.isatty()
     logs = inspect_eval(
-        "emeval/free_form",
+        task,
         task_args={
             "questions": questions_spec, "variant": "main", "samples_per_paraphrase": samples,
             "max_tokens": max_tokens, "seed": 0, "judge_min_mass": min_mass,
