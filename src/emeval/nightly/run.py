@@ -88,10 +88,13 @@ def original_of(copy: EvalLog, headers: dict[str, EvalLog]) -> str | None:
     return None
 
 
-def build_models(config: NightlyConfig) -> tuple[dict[str, list[Model]], dict[str, Model]]:
-    """(subject models per group, {role: judge model}); errors name the model entry."""
+def build_models(config: NightlyConfig, wanted: set[str]) -> tuple[dict[str, list[Model]], dict[str, Model]]:
+    """(subject models of the ``wanted`` groups, {role: judge model}); errors name the model entry.
+    Only the groups a run needs: building a model may load its weights or start its server."""
     groups: dict[str, list[Model]] = {}
     for i, spec in enumerate(config.models):
+        if spec.group not in wanted:
+            continue
         try:
             model = get_model(spec.inspect_name, **spec.inspect_args)
         except Exception as ex:
@@ -120,13 +123,13 @@ def run_night(config: NightlyConfig, night: str, shard: Shard | None = None, col
     night_dir = Path(config.log_dir).absolute() / night
     units = night_units(config)
     mine = set(units[shard.index::shard.count]) if shard is not None else set(units)
-    groups, roles = build_models(config) if not collect_only else ({g: [] for g in config.groups}, {})
+    models, roles = build_models(config, {group for _, group in mine}) if not collect_only else ({}, {})
     options: dict[str, Any] = dict(config.eval_set)
     if "display" not in options and not sys.stdout.isatty():
         options["display"] = "plain"  # cron and CI logs: no live terminal display
     runs = []
     for spec in config.evals:
-        for group, models in groups.items():
+        for group in config.groups:
             if (spec.key, group) not in mine:
                 continue
             run = EvalRun(eval=spec.key, task=task_name(spec.task), group=group)
@@ -148,7 +151,7 @@ def run_night(config: NightlyConfig, night: str, shard: Shard | None = None, col
                     _, logs = eval_set(
                         tasks=spec.task,
                         task_args=spec.args,
-                        model=models,
+                        model=models[group],
                         model_roles=roles,
                         log_dir=str(folder),
                         metadata={METADATA_KEY: {"night": night, "eval": spec.key, "group": group}},
