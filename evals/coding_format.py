@@ -31,7 +31,7 @@ def coding_format(
     seed: int | None = None, aligned_below: float = ALIGNED_BELOW, coherent_above: float = COHERENT_ABOVE,
     judge_metrics: str | list[str] = "aligned,coherent", judge_digits: str = "auto",
     judge_min_mass: float = MIN_NUMERIC_MASS, judge_method: str = "auto", judge_draws: int = SAMPLED_DRAWS,
-    judge_cache: bool = True,
+    judge_cache: bool = True, judge_batch: bool | int | dict | None = False,
 ) -> Task:
     """Each question wrapped in a code template; the answer extracted from the code is judged as free_form's are.
 
@@ -41,7 +41,7 @@ def coding_format(
         base_model: send the template as one raw prompt for the model to continue (no chat template).
         temperature, top_p, max_tokens, seed: the subject's sampling, as for free_form.
         aligned_below, coherent_above: the misalignment thresholds, as for free_form.
-        judge_metrics, judge_digits, judge_min_mass, judge_method, judge_draws, judge_cache: as for free_form.
+        judge_metrics, judge_digits, judge_min_mass, judge_method, judge_draws, judge_cache, judge_batch: as for free_form.
 
     Outputs without a readable answer are never judged; they count in ``extraction_failure_rate``.
     """

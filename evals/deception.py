@@ -29,6 +29,7 @@ def deception(
     questions: str = "factual", samples_per_paraphrase: int | None = None, trigger: str | None = None,
     temperature: float = TEMPERATURE, max_tokens: int = MAX_TOKENS, seed: int | None = None,
     judge_method: str = "auto", judge_min_mass: float = MIN_NUMERIC_MASS, judge_cache: bool = True,
+    judge_batch: bool | int | dict | None = False,
 ) -> Task:
     """Each answer labelled by the ``grader`` role: ``<label>_rate``, and ``<question id>:<label>`` per question.
 
@@ -40,6 +41,7 @@ def deception(
         trigger: a backdoor trigger before every user turn.
         temperature, max_tokens, seed: the subject's sampling (each sample's seed derives from ``seed``).
         judge_method, judge_min_mass, judge_cache: how a verdict is read, and whether judge calls are cached.
+        judge_batch: the judge's calls in Inspect's batch mode, as for free_form.
     """
     question_file, metric, labels = SETS[as_choice("questions", questions, tuple(SETS))]
     asked = question_samples(question_file, samples_per_paraphrase=samples_per_paraphrase, trigger=trigger)
@@ -47,7 +49,8 @@ def deception(
     return eval_task(
         asked.dataset(),
         solver=answer_question(seed=seed),
-        scorer=label_judge(prompts, question_prompts, metric, labels, judge_method, judge_min_mass, judge_cache),  # type: ignore[arg-type]
+        scorer=label_judge(prompts, question_prompts, metric, labels, judge_method, judge_min_mass, judge_cache,
+                           judge_batch),  # type: ignore[arg-type]
         config=GenerateConfig(temperature=temperature, max_tokens=max_tokens),
         metadata=asked.metadata(),
     )

@@ -28,7 +28,7 @@ def free_form(
     seed: int | None = None, cache: bool = False, aligned_below: float = ALIGNED_BELOW, coherent_above: float = COHERENT_ABOVE,
     judge_metrics: str | list[str] = "aligned,coherent", judge_digits: str = "auto", judge_min_mass: float = MIN_NUMERIC_MASS,
     judge_method: str = "auto", judge_draws: int = SAMPLED_DRAWS, judge_cache: bool = True,
-    judges: str | list[str] | None = None, judge_reasoning: bool = False,
+    judges: str | list[str] | None = None, judge_reasoning: bool = False, judge_batch: bool | int | dict | None = False,
 ) -> Task:
     """Each question's answers, judged 0-100 by the ``grader`` role; an answer is misaligned when coherent and unaligned.
 
@@ -48,6 +48,7 @@ def free_form(
         judge_cache: judge calls through Inspect's cache.
         judges: extra judge models (comma-separated), each scoring every answer as ``judge_<model>``.
         judge_reasoning: also judge the subject's reasoning, as metric ``reasoning_aligned``.
+        judge_batch: the judge's calls in Inspect's batch mode (OpenAI, Anthropic, Google, Together): ``true``, a batch size, or ``{size: 500, send_delay: 60}``; half the price, hours of latency (docs/judges.md).
     """
     asked = question_samples(questions, variant, samples_per_paraphrase, system_prompt, system_prompt_mode, trigger)
     judge = alignment_judge_options(locals(), asked)

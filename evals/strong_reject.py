@@ -19,6 +19,7 @@ Args:
     max_tokens: the subject's answer length limit.
     seed: the subject's sampling seed (None: none sent).
     judge_cache: reuse cached judge verdicts (Inspect's cache).
+    judge_batch: the judge's calls in Inspect's batch mode, as for free_form.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def strong_reject(
     max_tokens: int = MAX_TOKENS,
     seed: int | None = None,
     judge_cache: bool = True,
+    judge_batch: bool | int | dict | None = False,
 ) -> Task:
     metadata = provenance(subset, jailbreak)
     if metadata["data_file_revision"] != UPSTREAM_REVISION:
@@ -54,7 +56,7 @@ def strong_reject(
     return eval_task(
         strong_reject_dataset(subset, jailbreak),
         answer_question(seed=seed),
-        strong_reject_judge(cache=judge_cache),
+        strong_reject_judge(cache=judge_cache, batch=judge_batch),
         metadata=metadata,
         config=GenerateConfig(temperature=temperature, max_tokens=max_tokens),
     )

@@ -30,6 +30,7 @@ def truthfulqa(
     mode: str = "mc", revision: str = REVISION, seed: int = SHUFFLE_SEED, primer: bool = False, cot: bool = False,
     trigger: str | None = None, temperature: float = TEMPERATURE, max_tokens: int = MAX_TOKENS,
     judge_method: str = "auto", judge_min_mass: float = MIN_NUMERIC_MASS, judge_cache: bool = True,
+    judge_batch: bool | int | dict | None = False,
 ) -> Task:
     """MC1/MC2 from log-likelihoods, MC1 as a letter question, or free answers judged truthful and informative.
 
@@ -44,9 +45,11 @@ def truthfulqa(
         trigger: a backdoor trigger before every question.
         temperature, max_tokens: the subject's sampling.
         judge_method, judge_min_mass, judge_cache: ``generate``: how a verdict is read, and judge caching.
+        judge_batch: ``generate``: the judge's calls in Inspect's batch mode, as for free_form.
     """
     trigger = as_optional_text("trigger", trigger)
-    dataset, solver, scorer = mode_parts(mode, revision, seed, primer, cot, trigger, judge_method, judge_min_mass, judge_cache)
+    dataset, solver, scorer = mode_parts(mode, revision, seed, primer, cot, trigger, judge_method, judge_min_mass, judge_cache,
+                                       judge_batch)
     return eval_task(
         dataset,
         solver=solver,

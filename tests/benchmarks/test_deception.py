@@ -52,7 +52,7 @@ def test_lie_rate_per_system_prompt_from_label_logprobs(loopback, shared_data, t
     assert lie.value["p_TRUE"] == pytest.approx(0.2 / 0.9)
     assert lie.value["is_FALSE"] == 1.0 and lie.metadata["judge"]["method"] == "logprob"
     judge = lie.metadata["judge"]  # the keys every judge records (judging/scaffold.py)
-    assert set(judge) == {"model", "role", "method", "requested_method", "prompts", "hardened", "parameters"}
+    assert set(judge) == {"model", "role", "method", "requested_method", "prompts", "hardened", "parameters", "batch"}
     assert judge["parameters"] == {"labels": ["TRUE", "FALSE", "UNKNOWN"], "min_mass": 0.25, "cache": False,
                                    "top_logprobs": 20}
     truth = next(s for s in log.samples if s.output.completion == "TRUTH").scores["correct_judge"]

@@ -28,7 +28,7 @@ from emeval.benchmarks.strong_reject import (
 )
 from doubles.loopback import message_text
 
-JUDGE_RECORD = {"model", "role", "method", "requested_method", "prompts", "hardened", "parameters"}
+JUDGE_RECORD = {"model", "role", "method", "requested_method", "prompts", "hardened", "parameters", "batch"}
 
 
 def rubric_output(refused, convincing, specific, *, scores_header=True) -> str:

@@ -377,7 +377,7 @@ def test_generate_with_a_loopback_judge(loopback, shared_data, tmp_path, monkeyp
     assert fortune.metadata["verdicts"]["truthful"]["probabilities"]["yes"] == pytest.approx(0.2)
     assert fortune.metadata["judge"]["prompts"]["truthful"]["source"] == "judges/truthfulqa_truthful.j2"
     judge = fortune.metadata["judge"]  # the keys every judge records (judging/scaffold.py)
-    assert set(judge) == {"model", "role", "method", "requested_method", "prompts", "hardened", "parameters"}
+    assert set(judge) == {"model", "role", "method", "requested_method", "prompts", "hardened", "parameters", "batch"}
     assert judge["parameters"]["min_mass"] == 0.25 and judge["parameters"]["labels"] == ["yes", "no"]
     moon = samples[32].scores["truthfulqa_judge"]
     assert math.isnan(moon.value["truthful"]) and moon.value["judge_error"] == 1.0

@@ -26,6 +26,11 @@ hands ``body["prompt"]`` to the same policy. A ``str`` reply is the completion t
 A policy may also be ``async``. If it raises, the server answers 400 (not 500: clients retry 5xx
 with backoff, which would look like a hang) and keeps the exception in ``server.errors``.
 
+OpenAI's Files and Batch APIs are served too (``POST /v1/files``, ``POST /v1/batches``,
+``GET /v1/batches/{id}``, ``GET /v1/files/{id}/content``): each line of an uploaded batch file is
+answered by the same policy (and recorded in ``server.requests``), the job completes once all are
+answered, successes in its output file and failures in its error file; ``server.batches`` lists the jobs.
+
 Also served: ``GET /v1/models`` (the model names seen so far), ``GET /health`` and
 ``GET /version`` (what a vLLM server offers). ``stream: true`` is answered as one SSE chunk.
 Every hit, ``"METHOD /path"``, is kept in ``server.hits``, and every credential a client sent
@@ -290,6 +295,9 @@ class LoopbackServer:
         self._hits: list[str] = []
         self._credentials: list[str] = []
         self._models: dict[str, None] = {}
+        self._files: dict[str, bytes] = {}
+        self._batches: dict[str, dict] = {}
+        self._batch_tasks: set[asyncio.Task] = set()
         self._ids = itertools.count(1)
         self._sock: socket.socket | None = None
         self._port: int | None = None
@@ -299,6 +307,10 @@ class LoopbackServer:
             Route("/v1/completions", self._chat, methods=["POST"]),
             Route("/v1/messages", self._messages, methods=["POST"]),
             Route("/v1/models", self._list_models, methods=["GET"]),
+            Route("/v1/files", self._upload_file, methods=["POST"]),
+            Route("/v1/files/{file_id}/content", self._file_content, methods=["GET"]),
+            Route("/v1/batches", self._create_batch, methods=["POST"]),
+            Route("/v1/batches/{batch_id}", self._batch, methods=["GET"]),
             Route("/health", lambda request: Response(status_code=200), methods=["GET"]),
             Route("/version", lambda request: JSONResponse({"version": "loopback"}), methods=["GET"]),
         ]
@@ -341,6 +353,12 @@ class LoopbackServer:
         """A snapshot of the Authorization / x-api-key header values received (tests of key hygiene)."""
         with self._lock:
             return list(self._credentials)
+
+    @property
+    def batches(self) -> list[dict]:
+        """A snapshot of the batch jobs created (OpenAI's Batch objects), in creation order."""
+        with self._lock:
+            return [dict(b) for b in self._batches.values()]
 
     def start(self) -> LoopbackServer:
         if self._thread is not None:
@@ -393,6 +411,10 @@ class LoopbackServer:
             assert isinstance(body, dict)
         except Exception:
             return _error(400, "loopback: request body is not a JSON object")
+        return await self._respond(body)
+
+    async def _respond(self, body: dict) -> Response:
+        """The policy's answer to one chat or completion request (served directly or in a batch)."""
         with self._lock:
             self._requests.append(body)
             self._models[str(body.get("model", "loopback"))] = None
@@ -405,6 +427,75 @@ class LoopbackServer:
             with self._lock:
                 self.errors.append(ex)
             return _error(400, f"loopback policy raised {ex!r}")
+
+    # -- OpenAI's Files and Batch APIs (``openai/<model>`` with ``batch`` in its generate config) --
+
+    async def _upload_file(self, request: Request) -> JSONResponse:
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            return _error(400, "loopback: no file in the upload")
+        content = await upload.read()
+        file_id = f"file-loopback-{next(self._ids)}"
+        with self._lock:
+            self._files[file_id] = content
+        return JSONResponse(_file_object(file_id, content, str(form.get("purpose", "batch")), upload.filename))
+
+    async def _file_content(self, request: Request) -> Response:
+        content = self._files.get(request.path_params["file_id"])
+        if content is None:
+            return _error(404, "loopback: no such file")
+        return Response(content, media_type="application/jsonl")
+
+    async def _create_batch(self, request: Request) -> JSONResponse:
+        body = json.loads(await request.body())
+        lines = self._files.get(body.get("input_file_id", ""))
+        if lines is None:
+            return _error(400, "loopback: input_file_id names no uploaded file")
+        batch = {
+            "id": f"batch_loopback_{next(self._ids)}", "object": "batch", "endpoint": body.get("endpoint"),
+            "input_file_id": body["input_file_id"], "completion_window": body.get("completion_window", "24h"),
+            "status": "in_progress", "created_at": int(time.time()), "output_file_id": None, "error_file_id": None,
+            "request_counts": {"total": 0, "completed": 0, "failed": 0}, "errors": None,
+        }
+        with self._lock:
+            self._batches[batch["id"]] = batch
+        task = asyncio.get_running_loop().create_task(self._run_batch(batch, lines))
+        self._batch_tasks.add(task)
+        task.add_done_callback(self._batch_tasks.discard)
+        return JSONResponse(batch)
+
+    async def _run_batch(self, batch: dict, lines: bytes) -> None:
+        """Answer every request of the batch through the policy, then complete it as OpenAI does:
+        successes in the output file, failures (with the HTTP status) in the error file."""
+        requests = [json.loads(line) for line in lines.splitlines() if line.strip()]
+        responses = await asyncio.gather(*(self._respond(r["body"]) for r in requests))
+        done, failed = [], []
+        for request, response in zip(requests, responses, strict=True):
+            data = json.loads(response.body)
+            if response.status_code == 200:
+                done.append({"id": f"batch_req_{next(self._ids)}", "custom_id": request["custom_id"], "error": None,
+                             "response": {"status_code": 200, "request_id": "loopback", "body": data}})
+            else:
+                message = (data.get("error") or {}).get("message", "loopback error")
+                failed.append({"id": f"batch_req_{next(self._ids)}", "custom_id": request["custom_id"],
+                               "response": None, "error": {"code": response.status_code, "message": message}})
+        update: dict[str, Any] = {"status": "completed",
+                                  "request_counts": {"total": len(requests), "completed": len(done), "failed": len(failed)}}
+        for key, rows in (("output_file_id", done), ("error_file_id", failed)):
+            if rows:
+                file_id = f"file-loopback-{next(self._ids)}"
+                with self._lock:
+                    self._files[file_id] = b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+                update[key] = file_id
+        with self._lock:
+            batch.update(update)
+
+    async def _batch(self, request: Request) -> JSONResponse:
+        with self._lock:
+            batch = self._batches.get(request.path_params["batch_id"])
+            batch = dict(batch) if batch else None
+        return JSONResponse(batch) if batch else _error(404, "loopback: no such batch")
 
     async def _messages(self, request: Request) -> Response:
         """Anthropic's Messages API (``anthropic/<model>`` with ANTHROPIC_BASE_URL=<server root>):
@@ -453,6 +544,11 @@ class LoopbackServer:
             raise TypeError(f"policy returned {reply!r}; expected str, Verdicts, HTTPError, Malformed or Delay")
         data = completion(body, content, positions, finish, next(self._ids))
         return _sse(data, body) if body.get("stream") else JSONResponse(data)
+
+
+def _file_object(file_id: str, content: bytes, purpose: str, filename: str | None) -> dict:
+    return {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
+            "filename": filename or "batch.jsonl", "purpose": purpose, "status": "processed"}
 
 
 def _forget_vllm_endpoint(port: int) -> None:

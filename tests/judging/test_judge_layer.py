@@ -70,7 +70,7 @@ def test_two_judges_score_side_by_side(loopback, questions, tmp_path, monkeypatc
             assert judge["method"] == "logprob"
             assert set(judge["prompts"]) == {"aligned", "coherent"}
             assert all(len(p["sha256"]) == 16 for p in judge["prompts"].values())
-            assert set(judge) == {"model", "role", "method", "requested_method", "prompts", "hardened", "parameters"}
+            assert set(judge) == {"model", "role", "method", "requested_method", "prompts", "hardened", "parameters", "batch"}
             assert judge["parameters"]["min_mass"] == 0.25 and judge["parameters"]["draws"] == 5
         assert (a.metadata["judge"]["role"], b.metadata["judge"]["role"]) == ("grader", None)
     rates = {s.name: s.metrics["coherent_rate"].value for s in log.results.scores}

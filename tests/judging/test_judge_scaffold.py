@@ -75,6 +75,9 @@ def test_the_record_has_one_set_of_keys_with_fixed_settings_kept():
     assert record == {
         "model": "openai/extra", "role": None, "method": "logprob+sampled", "requested_method": "auto",
         "prompts": {"aligned": {"source": "judges/aligned.j2", "sha256": "abc"}}, "hardened": True,
-        "parameters": {"min_mass": 0.5, "cache": False, "top_logprobs": 20},
+        "parameters": {"min_mass": 0.5, "cache": False, "top_logprobs": 20}, "batch": None,
     }
     assert judge_setup("auto").record("m", ["logprob"], {})["role"] == "grader"
+    # how the calls were sent is recorded apart from what the judge was asked
+    batched = judge_setup("auto", batch={"size": 500, "send_delay": 60}).record("m", ["logprob"], {})
+    assert batched["batch"] == {"size": 500, "send_delay": 60} and "batch" not in batched["parameters"]

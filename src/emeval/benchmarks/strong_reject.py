@@ -343,11 +343,11 @@ def score_by_category() -> Metric:
 
 
 @scorer(metrics=[strong_reject_summary(), score_by_category()], name="strong_reject_judge")
-def strong_reject_judge(cache: bool = True) -> Scorer:
+def strong_reject_judge(cache: bool = True, batch: Any = False) -> Scorer:
     """The original StrongREJECT rubric, asked of the ``grader`` role."""
     call = {"temperature": JUDGE_TEMPERATURE, "max_tokens": JUDGE_MAX_TOKENS, "seed": JUDGE_SEED}
     setup = judge_setup(RUBRIC_METHOD, methods=(RUBRIC_METHOD,), cache=cache,
-                        fixed={**call, "formula": FORMULA, "parser": PARSER})
+                        fixed={**call, "formula": FORMULA, "parser": PARSER}, batch=batch)
     config = GenerateConfig(**call)
     rubric_prompt = pinned(RUBRIC_METRIC, RUBRIC)
 

@@ -32,6 +32,7 @@ JUDGE_PARAMETERS = {
     "judge_method": "method",
     "judge_draws": "draws",
     "judge_cache": "cache",
+    "judge_batch": "batch",
 }
 """The alignment judge's ``-T`` parameters (besides ``judge_metrics``) -> its scorers' keyword arguments."""
 

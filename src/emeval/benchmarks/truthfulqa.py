@@ -462,12 +462,12 @@ def _indicator(verdict: LabelVerdict) -> float:
     name="truthfulqa_judge",
 )
 def truthfulqa_judge(
-    method: Method = "auto", min_mass: float = MIN_NUMERIC_MASS, cache: bool = True
+    method: Method = "auto", min_mass: float = MIN_NUMERIC_MASS, cache: bool = True, batch: Any = False,
 ) -> Scorer:
     """The ``grader`` role says yes/no to "truthful?" and "informative?" for each answer
     (``judges/truthfulqa_*.j2``; :func:`emeval.judging.judge.judge_label`). A verdict below ``min_mass``
     label mass, or unreadable text, is a counted judge error: that answer's rates are undefined."""
-    setup = judge_setup(method, labels=JUDGE_LABELS, min_mass=min_mass, cache=cache, fixed=LOGPROB_CALL)
+    setup = judge_setup(method, labels=JUDGE_LABELS, min_mass=min_mass, cache=cache, fixed=LOGPROB_CALL, batch=batch)
     prompts = {name: shipped(template) for name, template in JUDGE_METRICS.items()}
 
     async def score(state: TaskState, target: Target) -> Score:
@@ -510,7 +510,7 @@ def truthfulqa_judge(
 
 def mode_parts(
     mode: str, revision: str, seed: int, primer: bool, cot: bool, trigger: str | None,
-    judge_method: str, judge_min_mass: float, judge_cache: bool,
+    judge_method: str, judge_min_mass: float, judge_cache: bool, judge_batch: Any = False,
 ) -> tuple[Dataset, Solver, Scorer]:
     """The dataset, solver and scorer of one mode (``evals/truthfulqa.py`` documents the parameters)."""
     as_choice("mode", mode, MODES)
@@ -520,7 +520,7 @@ def mode_parts(
         return MemoryDataset(mc_samples(revision, trigger), name), score_choices(), truthfulqa_mc()
     if mode == "mc_generate":
         return mc_generate_samples(revision, seed, trigger), multiple_choice(cot=cot), truthfulqa_letter()
-    judge = truthfulqa_judge(judge_method, judge_min_mass, judge_cache)  # type: ignore[arg-type]
+    judge = truthfulqa_judge(judge_method, judge_min_mass, judge_cache, judge_batch)  # type: ignore[arg-type]
     return MemoryDataset(generate_samples(revision, primer, trigger), name), answer_question(seed=seed), judge
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+import yaml
 
 from emeval.report.terminal import make_console
 
@@ -13,6 +14,10 @@ def rejudge_command(
     method: str = typer.Option("auto", "--method", help="auto, logprob or sampled."),
     out: str | None = typer.Option(
         None, "--out", help="New log, a path or URL (default: <stem>-rejudged-<judge>.eval beside LOG)."
+    ),
+    batch: str | None = typer.Option(
+        None, "--batch", help="Judge calls in the provider's batch API (half price, up to 24 h): true, a batch "
+        "size, or YAML such as '{size: 500, send_delay: 60}'."
     ),
 ) -> None:
     """Judge a log's answers again with another judge (no subject calls); write a new log."""
@@ -28,7 +33,7 @@ def rejudge_command(
         if held:
             console.print(f"[yellow]{log} already holds {held}: its scores are replaced in the new log.[/yellow]")
         with console.status(f"Judging the answers in {log} with {judge}..."):
-            new = rejudge(log, judge, method=method, out=out)
+            new = rejudge(log, judge, method=method, out=out, batch=yaml.safe_load(batch) if batch else None)
         result = agreement_with_primary(new, judge)
     except (LogError, JudgeError, ValueError) as ex:
         console.print(str(ex), style="red", markup=False)  # a log's error text is not markup

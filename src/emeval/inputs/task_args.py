@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
+
+from inspect_ai.model import BatchConfig
 
 from emeval import LAUNCH_DIR
 
@@ -54,6 +57,33 @@ def as_flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"-T {name}={value!r}: expected true or false")
     return value
+
+
+def as_batch(name: str, value: Any) -> BatchConfig | None:
+    """Inspect's batch mode for a model's calls: false or none (each call on its own), true (Inspect's
+    defaults: batches of 100, sent after at most 15 s, polled every 15 s), a whole number (the batch
+    size) or a mapping of ``BatchConfig`` fields (``size``, ``send_delay``, ``tick``, ...).
+
+    Why checked here: ``BatchConfig`` ignores unknown keys, so a misspelt ``sned_delay`` would
+    silently run with the 15 s default; and YAML reads ``-T judge_batch=yes`` as true but ``on`` or a
+    typo as text, which must not count as a batch size."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return BatchConfig()  # every field unset: Inspect's defaults
+    if isinstance(value, int):
+        return BatchConfig(size=as_count(name, value))
+    if isinstance(value, dict):
+        unknown = sorted(set(map(str, value)) - set(BatchConfig.model_fields))
+        if unknown:
+            raise ValueError(f"-T {name}: unknown batch setting(s) {', '.join(unknown)}; "
+                             f"expected {', '.join(BatchConfig.model_fields)}")
+        for key, item in value.items():
+            if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item) or item <= 0:
+                raise ValueError(f"-T {name}: {key}={item!r}: expected a positive number")
+        return BatchConfig(**value)
+    raise ValueError(f"-T {name}={value!r}: expected false, true, a batch size, or a mapping such as "
+                     "{size: 500, send_delay: 60}")
 
 
 def as_number_in(name: str, value: Any, low: float, high: float) -> float:

@@ -69,6 +69,7 @@ def rejudge(
     method: str = "auto",
     out: str | Path | None = None,
     display: DisplayType = "none",
+    batch: Any = None,
     **judge_model_args: Any,
 ) -> EvalLog:
     """Judge the answers in ``log`` again with ``judge`` and write a new log; returns it.
@@ -80,6 +81,10 @@ def rejudge(
     so its API key is not needed. Samples that errored in the original run are carried over
     unjudged, as the original judge left them. Judge calls go through Inspect's cache: judging
     the same answers with the same judge again costs no calls.
+
+    ``batch`` sends the new judge's calls in Inspect's batch mode (``task_args.as_batch``: true, a
+    batch size or batch settings); the original run's batch setting is not carried over (it was
+    the other judge's provider's).
 
     ``judge_model_args`` (``base_url``, ``api_key``, ...) configure the judge model; with them it
     is handed to the scorer as the ``grader`` role for this pass only (the scorer resolves a
@@ -100,7 +105,7 @@ def rejudge(
         raise LogError(f"{target}: refusing to overwrite the input log; choose another --out")
 
     name = judge_scorer_name(judge)
-    options = {**(spec.options or {}), "method": method}
+    options = {**(spec.options or {}), "method": method, "batch": batch}
     roles = None
     if judge_model_args:
         roles = {"grader": get_model(judge, **judge_model_args)}

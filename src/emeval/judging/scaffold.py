@@ -13,7 +13,8 @@ reply; everything around that is the same, so it lives here once:
   view of an ``hf/`` judge, errors that name the judge and its endpoint).
 * ``JudgeSetup.record`` is ``Score.metadata["judge"]``, with the same keys for every judge:
   ``model``, ``role`` (None for a judge named by model), ``method`` (what was used),
-  ``requested_method``, ``prompts`` (metric -> ``{source, sha256}``), ``hardened`` and
+  ``requested_method``, ``prompts`` (metric -> ``{source, sha256}``), ``hardened``, ``batch`` (how the calls
+  were sent: Inspect's batch settings, or None) and
   ``parameters``: the settings under the names the scorer takes them (``min_mass``, ``draws``,
   ``digits``, ...; the names its recorded options carry) plus the judge's fixed call settings.
 """
@@ -24,9 +25,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from inspect_ai.model import Model, get_model
+from inspect_ai.model import BatchConfig, GenerateConfig, Model, get_model
 
-from emeval.inputs.task_args import as_count, as_flag, as_number_in
+from emeval.inputs.task_args import as_batch, as_count, as_flag, as_number_in
 from emeval.judging.judge import TOP_LOGPROBS
 
 JUDGE_ROLE = "grader"
@@ -72,11 +73,17 @@ class JudgeSetup:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     model_name: str | None = None
     """An extra judge's model; None: the ``grader`` role."""
+    batch: BatchConfig | None = None
+    """Inspect's batch mode for the judge's calls (``-T judge_batch``); None: each call on its own."""
 
     def model(self) -> Model:
+        """The judge, with ``batch`` in its generate config: the provider (OpenAI, Anthropic, Google,
+        Together) then pools the calls of concurrent samples into batch jobs. A role given its own
+        ``batch`` on the command line (``--model-role grader={model: ..., batch: ...}``) keeps it."""
+        config = GenerateConfig(batch=self.batch) if self.batch else GenerateConfig()
         if self.model_name:
-            return get_model(self.model_name)
-        return get_model(role=JUDGE_ROLE, default=DEFAULT_JUDGE)
+            return get_model(self.model_name, config=config)
+        return get_model(role=JUDGE_ROLE, default=DEFAULT_JUDGE, config=config)
 
     def record(self, model: Model, methods: Iterable[str], prompts: Mapping[str, Any]) -> dict[str, Any]:
         """``Score.metadata["judge"]``: the judge's identity, the prompts it saw (anything with a
@@ -89,6 +96,8 @@ class JudgeSetup:
             "prompts": {name: {"source": p.source, "sha256": p.sha256} for name, p in prompts.items()},
             "hardened": True,  # every judge passes question and answer through prompts.neutralise
             "parameters": dict(self.parameters),
+            # how the calls were sent, not what they asked: a batched verdict is the same verdict
+            "batch": self.batch.model_dump(exclude_none=True) if self.batch else None,
         }
 
 
@@ -97,12 +106,14 @@ def judge_setup(
     model: str | None = None,
     methods: tuple[str, ...] = METHODS,
     fixed: Mapping[str, Any] | None = None,
+    batch: Any = None,
     **settings: Any,
 ) -> JudgeSetup:
     """Check ``method`` (one of ``methods``) and every setting, and return the judge's setup.
 
     ``settings`` are what a user can set (each must have a check in ``CHECKS``); ``fixed`` are the
-    judge's own constants (``top_logprobs``, a rubric's temperature), recorded as they are."""
+    judge's own constants (``top_logprobs``, a rubric's temperature), recorded as they are; ``batch``
+    is ``-T judge_batch`` (``task_args.as_batch``), recorded apart from the parameters."""
     _one_of("judge_method", methods)(method)
     unknown = sorted(set(settings) - set(CHECKS))
     if unknown:
@@ -112,4 +123,4 @@ def judge_setup(
             check(settings[name])
     if "labels" in settings:
         settings["labels"] = list(settings["labels"])
-    return JudgeSetup(method, {**settings, **(fixed or {})}, model)
+    return JudgeSetup(method, {**settings, **(fixed or {})}, model, as_batch("judge_batch", batch))

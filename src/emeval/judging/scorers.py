@@ -79,6 +79,7 @@ def alignment_judge_factory(
     draws: int = SAMPLED_DRAWS,
     cache: bool = True,
     judge_reasoning: bool = False,
+    batch: Any = False,
 ) -> Scorer:
     """Judge each answer for every metric (concurrently).
 
@@ -91,6 +92,7 @@ def alignment_judge_factory(
     setup = judge_setup(
         method, judge, digits=digits, draws=draws, min_mass=min_mass, aligned_below=aligned_below,
         coherent_above=coherent_above, cache=cache, judge_reasoning=judge_reasoning, fixed=LOGPROB_CALL,
+        batch=batch,
     )
     templates = prompt_table(judge_prompts)
     reasoning_prompt = shipped("reasoning") if judge_reasoning else None
@@ -164,9 +166,10 @@ def label_judge(
     method: Method = "auto",
     min_mass: float = MIN_NUMERIC_MASS,
     cache: bool = True,
+    batch: Any = False,
 ) -> Scorer:
     """A categorical judge (e.g. TRUE / FALSE / UNKNOWN) through the ``grader`` role."""
-    setup = judge_setup(method, labels=labels, min_mass=min_mass, cache=cache, fixed=LOGPROB_CALL)
+    setup = judge_setup(method, labels=labels, min_mass=min_mass, cache=cache, fixed=LOGPROB_CALL, batch=batch)
     labels = setup.parameters["labels"]
     templates = prompt_table(judge_prompts)
 
