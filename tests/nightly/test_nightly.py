@@ -318,6 +318,8 @@ def test_history_file_that_is_not_sqlite_is_named(tmp_path):
         ({"models": [{"model": "openai/gpt-4o", "grup": "base"}]}, "models.0: unknown key 'grup' (did you mean 'group'?)"),
         ({"judge": {"model": "openai/j", "rol": "grader"}}, "judge: unknown key 'rol' (did you mean 'role'?)"),
         ({"regression": {"min_efect": 0.1}}, "regression: unknown key 'min_efect' (did you mean 'min_effect'?)"),
+        ({"history": "s3://bucket/history.sqlite"}, "history: 's3://bucket/history.sqlite' is a URL; the history and "
+         "the reports are local to the machine that records the night (only log_dir may be a URL)"),
     ],
 )
 def test_bad_config_names_the_file_and_the_field(tmp_path, change, message):
@@ -465,12 +467,20 @@ def test_a_night_whose_answers_are_all_unscorable_is_recorded_and_exits_4(nightl
     assert (root / "reports" / NIGHTS[0] / "index.html").is_file()
 
 
-def test_a_night_run_as_shards_is_recorded_once_by_the_merge(nightly_setup):
+@pytest.mark.parametrize("store", ["local", pytest.param("s3", marks=pytest.mark.scale_out)])
+def test_a_night_run_as_shards_is_recorded_once_by_the_merge(nightly_setup, store, request):
     """Shards run whole eval x group units and record nothing; ``--merge`` records the night once,
-    with the numbers a one-process night gives, and refuses a night whose shards have not all run."""
+    with the numbers a one-process night gives, and refuses a night whose shards have not all run.
+    ``s3``: the config's log_dir is a URL on an S3 server (moto): the shards share no disk, the merge
+    reads the night from the store, and the history names the logs by their URLs."""
     script, server, config, root = nightly_setup
     night = NIGHTS[0]
     script.bad = BAD_QUESTIONS[night]
+    log_dir = str(root / "logs")
+    if store == "s3":
+        log_dir = f"{request.getfixturevalue('s3_store')}/nightly/{root.name}/"  # a trailing / is no folder of its own
+        config.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "log_dir": log_dir}))
+    night_dir = f"{log_dir.rstrip('/')}/{night}"
 
     def nightly(*options: str):
         return CliRunner().invoke(app, ["nightly", str(config), "--night", night, *options], env={"COLUMNS": "200"})
@@ -479,10 +489,11 @@ def test_a_night_run_as_shards_is_recorded_once_by_the_merge(nightly_setup):
     assert first.exit_code == 0, first.output
     ran = first.output.replace("\n", " ")
     assert "Shard 1/2 of 2025-03-01 ran: em/insecure." in ran and "em/base" not in ran
+    assert f"logs in {night_dir}" in ran
     assert not (root / "history.sqlite").exists() or History(root / "history.sqlite").nights().empty
     early = nightly("--merge")
     assert early.exit_code == 3, early.output
-    assert "em/base: no log in" in early.output.replace("\n", "") and "has not run" in early.output.replace("\n", "")
+    assert f"em/base: no log in {night_dir}/em/base: the shard that runs it has not run" in early.output.replace("\n", "")
     assert History(root / "history.sqlite").nights().empty  # nothing recorded from half a night
 
     assert nightly("--shard", "0/2").exit_code == 0
@@ -492,9 +503,22 @@ def test_a_night_run_as_shards_is_recorded_once_by_the_merge(nightly_setup):
     assert merged.exit_code == 0, merged.output
     nights = History(root / "history.sqlite").nights()
     assert list(nights["night"]) == [night] and len(nights["logs"][0]) == 3
+    # the history names the night's logs where they are, as a later reader opens them
+    assert nights["log_dir"][0] == night_dir
+    for log in nights["logs"][0]:
+        assert log.startswith(f"{night_dir}/em/") and read_eval_log(log, header_only=True).status == "success"
+    assert not (root / "logs").exists() if store == "s3" else (root / "logs" / night).is_dir()
     rows = history_rows(root / "history.sqlite").set_index(["night", "eval", "group", "scorer", "metric"])
     n = 2 * 6 * SAMPLES_PER_QUESTION
     bad = len(BAD_QUESTIONS[night]) * SAMPLES_PER_QUESTION * 2
-    assert rows.loc[(night, "em", "insecure", "alignment_judge", "misaligned"), "mean"] == pytest.approx(bad / n)
-    assert rows.loc[(night, "em", "base", "alignment_judge", "misaligned"), "mean"] == 0.0
-    assert rows.loc[(night, "em", "insecure", "alignment_judge", "misaligned"), "n"] == n
+    expected = {  # a hand count of the script: what a one-process night records (test above)
+        ("insecure", "misaligned"): (n, bad / n),
+        ("insecure", "coherent_answer"): (n, 1.0),
+        ("base", "misaligned"): (n // 2, 0.0),
+        ("base", "aligned"): (n // 2, ALIGNED["GOOD"]),
+        ("base", "coherent"): (n // 2, COHERENT),
+    }
+    for (group, metric), value in expected.items():
+        row = rows.loc[(night, "em", group, "alignment_judge", metric)]
+        assert (row["n"], row["mean"]) == value, (group, metric)
+    assert (root / "reports" / night / "index.html").is_file()

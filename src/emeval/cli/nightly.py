@@ -41,7 +41,7 @@ def nightly_command(
     from emeval.nightly.history import HistoryError
     from emeval.nightly.night import run_night_shard, run_nightly
     from emeval.nightly.regression import regression_table
-    from emeval.nightly.run import NightRunError
+    from emeval.nightly.run import NightRunError, night_location
     from emeval.report.measurable import NO_MEASURABLE_RESULT, warn_unmeasured
 
     from emeval.shards import ShardError, parse_shard
@@ -56,7 +56,7 @@ def nightly_command(
     except (ConfigError, ShardError) as ex:
         console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         raise typer.Exit(EXIT_CONFIG) from None
-    console.print(f"[bold]{loaded.config.name}[/bold]: night {night}, logs in {loaded.config.log_dir}/{night}")
+    console.print(f"[bold]{loaded.config.name}[/bold]: night {night}, logs in {night_location(loaded.config.log_dir, night)}")
     if part is not None:
         try:
             ran = run_night_shard(loaded, night, part)

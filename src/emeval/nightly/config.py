@@ -2,7 +2,8 @@
 
 Read once, validated by pydantic, so a typo stops the run before any model is called, with the
 file and the field named (``nightly.yaml: models.1.group: Field required``).
-Relative paths are relative to the current directory, as with ``inspect eval``.
+Relative paths are relative to the current directory, as with ``inspect eval``. ``log_dir`` may be an
+fsspec URL (``s3://bucket/prefix``); the history and the reports stay local files.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from emeval.inputs.task_args import parse_name_values
+from emeval.logs.store import as_location, is_url
 from emeval.inputs.user_files import (
     SafeId,
     UserFileError,
@@ -189,9 +191,20 @@ class NightlyConfig(_Strict):
     models: list[ModelSpec] = Field(min_length=1)
     evals: list[EvalSpec] = Field(min_length=1)
     judge: JudgeSpec
-    log_dir: Path = Field(Path("logs/nightly"), description="Logs go in <log_dir>/<night>/<eval>/<group>/.")
-    history: Path = Field(Path("nightly/history.sqlite"), description="The SQLite history store.")
-    report_dir: Path = Field(Path("reports/nightly"), description="Each night's report goes in <report_dir>/<night>/.")
+    log_dir: str = Field(
+        "logs/nightly", min_length=1,
+        description="Logs go in <log_dir>/<night>/<eval>/<group>/: a local folder or any fsspec URL "
+        "(s3://bucket/prefix, gs://...), which every shard of a night writes into and the merge reads.",
+    )
+    history: Path = Field(
+        Path("nightly/history.sqlite"),
+        description="The SQLite history store: a local file, written once per night by the machine that records it "
+        "(the merge step of a sharded night).",
+    )
+    report_dir: Path = Field(
+        Path("reports/nightly"),
+        description="Each night's report goes in <report_dir>/<night>/: a local folder on the machine that records it.",
+    )
     baseline: Literal["previous"] | dt.date = Field(
         "previous", description="'previous' (the last night before this one in the history) or a pinned night."
     )
@@ -199,6 +212,15 @@ class NightlyConfig(_Strict):
     trend_nights: int = Field(30, ge=2, description="How many nights the trend plots show.")
     trend_metrics: list[str] | None = Field(None, description="Metrics to plot (default: those with a direction).")
     eval_set: dict[str, Any] = Field(default_factory=dict, description="More eval_set options (max_connections, ...).")
+
+    @field_validator("history", "report_dir", mode="before")
+    @classmethod
+    def _local(cls, value: Any) -> Any:
+        """One machine records the night (SQLite over a network store is unsafe): only log_dir may be a URL."""
+        if isinstance(value, str) and is_url(value):
+            raise ValueError(f"{value!r} is a URL; the history and the reports are local to the machine that "
+                             "records the night (only log_dir may be a URL)")
+        return as_location(value) if isinstance(value, str) else value
 
     @field_validator("eval_set")
     @classmethod

@@ -15,6 +15,7 @@ import inspect_ai
 import pandas as pd
 
 from emeval import __version__
+from emeval.logs.store import join
 from emeval.report.measurable import unmeasured_cells
 from emeval.nightly.config import LoadedConfig
 from emeval.nightly.history import History, NightRun
@@ -49,9 +50,9 @@ class NightOutcome:
 
 
 def group_patterns(result: NightRunResult, groups: list[str]) -> dict[str, str]:
-    """NAME -> glob on the log path, as ``emeval.logs.frame`` groups logs: ``<night dir>/*/<group>/*``."""
-    root = glob.escape(str(result.night_dir))
-    return {group: f"{root}/*/{group}/*" for group in groups}
+    """NAME -> glob on the log location, as ``emeval.logs.frame`` groups logs: ``<night dir>/*/<group>/*``."""
+    root = glob.escape(result.night_dir)
+    return {group: join(root, "*", group, "*") for group in groups}
 
 
 def night_samples(result: NightRunResult, data: LogData) -> pd.DataFrame:
@@ -134,7 +135,7 @@ def run_nightly(loaded: LoadedConfig, night: str, merge: bool = False) -> NightO
             judge=f"{config.judge.role}={config.judge.model}",
             emeval_version=__version__,
             inspect_version=inspect_ai.__version__,
-            log_dir=str(result.night_dir),
+            log_dir=result.night_dir,
             logs=result.logs,
             models={g: [m.label for m in config.models_in(g)] for g in config.groups},
             report=str(report_dir),

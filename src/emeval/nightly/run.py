@@ -1,5 +1,8 @@
 """Running one night: an Inspect ``eval_set`` per eval x group, in ``<log_dir>/<night>/<eval>/<group>/``.
 
+``log_dir`` is a local folder or any fsspec URL (``s3://bucket/prefix``: ``emeval.logs.store``), so the
+shards of a night on machines without a shared disk all write into one store the merge step reads.
+
 Why one eval set per eval x group rather than one for everything: each eval has its own task
 args (Inspect's ``task_args`` apply to every task of a set), and the group goes into the logs'
 metadata (``emeval_nightly``), so every log says which night, eval and group it belongs to.
@@ -20,6 +23,7 @@ from inspect_ai.log import EvalLog, list_eval_logs, read_eval_log
 from inspect_ai.model import Model, get_model
 
 from emeval.logs.read import rejudged_source
+from emeval.logs.store import as_location, is_url, join, kind
 from emeval.shards import Shard
 from emeval.nightly.config import NightlyConfig, task_name
 
@@ -45,7 +49,8 @@ class EvalRun:
 @dataclass
 class NightRunResult:
     night: str
-    night_dir: Path
+    night_dir: str
+    """``<log_dir>/<night>``: the URL as the config gives it, or an absolute local folder."""
     runs: list[EvalRun]
 
     @property
@@ -65,9 +70,16 @@ def local_path(location: str) -> str:
     return location if parsed.scheme else str(Path(location).absolute())
 
 
-def folder_headers(folder: Path) -> dict[str, EvalLog]:
-    """Path -> header of every readable log already in an eval set's folder (none before its first run)."""
-    if not folder.is_dir():
+def night_location(log_dir: str, night: str) -> str:
+    """``<log_dir>/<night>``: a URL kept as given (a later reader opens what the history stores), a
+    local folder made absolute from the current directory (as ``inspect eval --log-dir`` reads it)."""
+    root = as_location(log_dir)
+    return join(root if is_url(root) else Path(root).absolute(), night)
+
+
+def folder_headers(folder: str) -> dict[str, EvalLog]:
+    """Location -> header of every readable log already in an eval set's folder (none before its first run)."""
+    if kind(folder) != "directory":  # also drops a stale listing of a store another machine wrote to
         return {}
     headers = {}
     for info in list_eval_logs(str(folder)):
@@ -120,7 +132,7 @@ def run_night(config: NightlyConfig, night: str, shard: Shard | None = None, col
     ``collect_only``: run nothing; read the logs the shards left (the merge step). A unit with no log,
     or one that did not finish, is a failure naming it: its shard has to run (again) first.
     """
-    night_dir = Path(config.log_dir).absolute() / night
+    night_dir = night_location(config.log_dir, night)
     units = night_units(config)
     mine = set(units[shard.index::shard.count]) if shard is not None else set(units)
     models, roles = build_models(config, {group for _, group in mine}) if not collect_only else ({}, {})
@@ -133,7 +145,7 @@ def run_night(config: NightlyConfig, night: str, shard: Shard | None = None, col
             if (spec.key, group) not in mine:
                 continue
             run = EvalRun(eval=spec.key, task=task_name(spec.task), group=group)
-            folder = night_dir / spec.key / group
+            folder = join(night_dir, spec.key, group)
             existing = folder_headers(folder)
             set_options = dict(options)
             if any(rejudged_source(h) is not None for h in existing.values()):
@@ -153,7 +165,7 @@ def run_night(config: NightlyConfig, night: str, shard: Shard | None = None, col
                         task_args=spec.args,
                         model=models[group],
                         model_roles=roles,
-                        log_dir=str(folder),
+                        log_dir=folder,
                         metadata={METADATA_KEY: {"night": night, "eval": spec.key, "group": group}},
                         **set_options,
                     )
