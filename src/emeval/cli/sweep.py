@@ -55,7 +55,7 @@ def sweep_command(
     Exits 1 when a checkpoint's eval failed, 4 (no measurable result) when an eval's headline rests on
     n = 0 at some checkpoint."""
     from emeval.local.checkpoints import CheckpointError
-    from emeval.local.sweep import SweepError, load_settings, resumed_settings, run_sweep, unfinished_logs
+    from emeval.local.sweep import SweepError, load_settings, resumed_settings, run_sweep, sample_values, unfinished_logs
     from emeval.logs.store import as_location, join
     from emeval.report.measurable import NO_MEASURABLE_RESULT, warn_unmeasured
     from emeval.report.sweep import analyse, runs_table, unmeasured_checkpoints
@@ -85,9 +85,10 @@ def sweep_command(
                              shard=(part.index, part.count) if part else (0, 1))
             console.print(runs_table(out, runs))
         if part is None:  # a shard saw only its own checkpoints: the curves wait for every shard
-            curves = analyse(out, group_by=group_by, metrics=_names(metrics))
+            samples = sample_values(out, defined_only=False)  # the logs, read once (a store charges each read)
+            curves = analyse(out, group_by=group_by, metrics=_names(metrics), samples=samples)
             unfinished = unfinished_logs(out)
-            unmeasured = unmeasured_checkpoints(out)
+            unmeasured = unmeasured_checkpoints(out, samples)
     except (SweepError, CheckpointError, ValueError, FileNotFoundError) as ex:
         console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         raise typer.Exit(1) from None

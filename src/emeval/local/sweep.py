@@ -330,26 +330,39 @@ def _close(model: Any) -> None:
 def sample_values(out: Location, defined_only: bool = True) -> pd.DataFrame:
     """One row per checkpoint x eval x scored sample x metric, from each checkpoint's newest successful logs.
 
-    Read through ``emeval.logs.frame.samples_frame`` (the project's one reader of logs). Metrics are
-    the numeric entries of each score value (``p_misaligned``, ``misaligned``, ``aligned``...), named
-    as they are for an eval's first scorer and ``<scorer>.<key>`` for any other. NaN entries (e.g.
-    ``misaligned`` of an incoherent answer) are dropped, exactly as the evals' own metrics drop them.
-    ``defined_only=False`` returns the samples frame as read (NaN and unscored rows kept, metrics as the
-    scorers name them), plus step and checkpoint: what the "no measurable result" check reads.
+    Read through ``emeval.logs.frame.samples_frame`` (the project's one reader of logs).
+    ``defined_only``: the metrics the curves are made of (``defined_values``). ``defined_only=False``
+    returns the samples frame as read (NaN and unscored rows kept, metrics as the scorers name them),
+    plus step and checkpoint: what the "no measurable result" check reads, and what a caller that
+    needs both passes to ``defined_values`` rather than reading the logs twice.
     """
-    from emeval.logs.frame import SAMPLE_COLUMNS, samples_frame
+    from emeval.logs.frame import samples_frame
 
     parts = []
     for checkpoint in read_checkpoints(out):
         logs = list(latest_success_logs(log_dir(out, checkpoint)).values())
         if logs:
             parts.append(samples_frame(logs).assign(step=checkpoint.step, checkpoint=checkpoint.label))
-    columns = ["step", "checkpoint", "sample", *SAMPLE_COLUMNS]
     if not parts:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=_value_columns())
     frame = pd.concat(parts, ignore_index=True)
-    if not defined_only:
-        return frame
+    return defined_values(frame) if defined_only else frame
+
+
+def _value_columns() -> list[str]:
+    from emeval.logs.frame import SAMPLE_COLUMNS
+
+    return ["step", "checkpoint", "sample", *SAMPLE_COLUMNS]
+
+
+def defined_values(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``sample_values(out, defined_only=False)`` the curves are made of. Metrics are
+    the numeric entries of each score value (``p_misaligned``, ``misaligned``, ``aligned``...), named
+    as they are for an eval's first scorer and ``<scorer>.<key>`` for any other. NaN entries (e.g.
+    ``misaligned`` of an incoherent answer) are dropped, exactly as the evals' own metrics drop them."""
+    columns = _value_columns()
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
     frame = frame[frame["metric"].notna() & frame["value"].notna()].copy()
     first = frame.groupby("eval", sort=False)["scorer"].first()
     qualified = frame["scorer"] != frame["eval"].map(first)

@@ -32,7 +32,9 @@ from emeval.report.render import render
 from emeval.sanitize.safe_output import write_csv
 from emeval.stats.bootstrap import answers_ci
 from emeval.inputs.user_files import read_bytes
-from emeval.local.sweep import SWEEP_FILE, CheckpointRun, Location, load_settings, read_checkpoints, sample_values
+from emeval.local.sweep import (
+    SWEEP_FILE, CheckpointRun, Location, defined_values, load_settings, read_checkpoints, sample_values,
+)
 from emeval.logs import store
 from emeval.report.measurable import unmeasured_cells
 
@@ -108,12 +110,16 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
-def analyse(out: Location, *, group_by: str | None = None, metrics: list[str] | None = None) -> list[Curve]:
+def analyse(
+    out: Location, *, group_by: str | None = None, metrics: list[str] | None = None, samples: pd.DataFrame | None = None
+) -> list[Curve]:
     """Compute and write the sweep's curves, change points, plots and report beside its logs (a folder
-    or a store URL); return the analysed curves."""
+    or a store URL); return the analysed curves. ``samples``: ``sample_values(out, defined_only=False)``
+    when the caller read it already (each log read is a round trip to a store)."""
     if store.kind(store.join(out, SWEEP_FILE)) != "file":
         raise FileNotFoundError(f"{out}: no {SWEEP_FILE}; run `emeval sweep` first")
-    curves = build_curves(sample_values(out), group_by, metrics)
+    values = sample_values(out) if samples is None else defined_values(samples)
+    curves = build_curves(values, group_by, metrics)
     constant = [c.title for c in curves if is_constant(c)]
     analysed = [c for c in curves if not is_constant(c)]
     for curve in analysed:
@@ -151,10 +157,10 @@ def runs_table(out: Location, runs: list[CheckpointRun]) -> Table:
     return table
 
 
-def unmeasured_checkpoints(out: Location) -> list[str]:
+def unmeasured_checkpoints(out: Location, samples: pd.DataFrame | None = None) -> list[str]:
     """Eval x checkpoint headlines of the sweep that rest on n = 0 (``emeval.report.measurable``), or
-    one line when no checkpoint has a finished log to measure."""
-    read = sample_values(out, defined_only=False)
+    one line when no checkpoint has a finished log to measure; ``samples`` as for ``analyse``."""
+    read = sample_values(out, defined_only=False) if samples is None else samples
     if not len(read):
         return [f"{out}: no checkpoint has a finished log to measure"]
     return unmeasured_cells(read, by=("eval", "checkpoint"))
