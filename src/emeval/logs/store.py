@@ -2,7 +2,8 @@
 
 Why one module: a sharded run writes into one store that every reader must accept as given. A URL
 must stay a string (``Path("s3://b/x")`` collapses to ``s3:/b/x``), a local path stays a ``Path``;
-both go through fsspec, the filesystem layer Inspect itself reads and writes logs with.
+both go through fsspec, the filesystem layer Inspect itself reads and writes logs with. What emeval
+writes beside logs (a sweep's ``sweep.json``, curves and plots) goes through ``write_bytes``, whole.
 """
 
 from __future__ import annotations
