@@ -653,6 +653,16 @@ COMMANDS: dict[str, Run | Offline | Covered | Mention] = {
         Covered("tests/test_scale_out.py::test_ray_shards_into_s3_merge_to_the_single_process_numbers",
                 "`emeval report` on an s3:// store served by a loopback S3 server (moto)"),
     "python bench/scale_out.py": Offline("a benchmark (minutes); timings belong in bench/, not in tests"),
+    "emeval sweep --shard I/N": Mention(),
+    "emeval sweep --base vllm/Qwen/Qwen2.5-7B-Instruct --checkpoints runs/r1-lora/ --evals free_form "
+    "--judge openai/gpt-4o-2024-08-06 --out s3://my-bucket/sweeps/r1 --shard auto/8":
+        Offline("a scheduler's array index, LoRA checkpoints on vLLM (GPU), a paid judge and an S3 bucket; "
+                "tests/test_scale_out.py::test_sweep_shards_into_s3_report_as_one_process runs "
+                "`emeval sweep --shard i/2` with a vllm/ base and served adapters (a loopback server) into a "
+                "loopback S3 server, and the index parsing is test_shard_index_comes_from_the_option_or_the_scheduler"),
+    "emeval sweep --out s3://my-bucket/sweeps/r1 --report-only":
+        Covered("tests/test_scale_out.py::test_sweep_shards_into_s3_report_as_one_process",
+                "`emeval sweep --out s3://.../sweep --report-only` on a loopback S3 server (moto), after two shards"),
     'pip install "emeval[ray]"': Offline("installs Ray from PyPI; the extra is checked to exist"),
     "emeval run evals/free_form.py --model vllm/<checkpoint> --model-role grader=openai/gpt-4o-2024-08-06 "
     "--log-dir s3://my-bucket/runs/night-42 --launcher ray --ray-address auto --shards 16":

@@ -28,8 +28,10 @@ from emeval.logs.frame import log_paths, read_logs
 from emeval.stats.summary import summary_frame
 from emeval.cli.app import app
 from emeval.shards import Piece, RunSpec, Shard, ShardError, parse_shard, plan, run_ray, run_shard, task_specs
-from doubles.faulty_loopback import judged_answer, scripted_judge, scripted_subject, write_questions
+from doubles.faulty_loopback import judged_answer, last_user_text, scripted_judge, scripted_subject, write_questions
 from doubles.loopback import LoopbackServer
+from emeval.local.checkpoints import Checkpoint
+from emeval.local.sweep import shard_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = 11  # ids q10 and q2: string order is not dataset order, so merging must not depend on either
@@ -72,6 +74,15 @@ def test_shard_index_comes_from_the_option_or_the_scheduler():
     for bad, env in (("8/8", {}), ("1-8", {}), ("auto/4", {}), ("auto/4", {"JOB_COMPLETION_INDEX": "4"})):
         with pytest.raises(ShardError):
             parse_shard(bad, env)
+
+
+def test_a_sweep_deals_its_checkpoints_round_robin_in_step_order():
+    steps = [0, 10, 20, 30, 40]
+    checkpoints = [Checkpoint(f"step_{s}", s, "full", f"/c/{s}") for s in steps]
+    dealt = [[c.step for c in shard_checkpoints(checkpoints, i, 3)] for i in range(3)]
+    assert dealt == [[0, 30], [10, 40], [20]]  # checkpoint k to shard k mod 3
+    assert [c.step for c in shard_checkpoints(checkpoints, 0, 1)] == steps
+    assert shard_checkpoints(checkpoints[:1], 1, 2) == []  # more shards than checkpoints: some run nothing
 
 
 # -- real parts --------------------------------------------------------------------------------------
@@ -233,3 +244,66 @@ def test_a_killed_shard_run_again_resumes_without_a_sample_twice(store, models, 
     asked_after = [scripted_subject(b) for b in subject.requests[len(asked_before):]]
     assert "Answer 3." not in asked_after, asked_after  # the finished sample was not asked again
     assert sorted(judged_answer(b)[1] for b in judge.requests).count("Answer 3.") == 2  # nor judged again
+
+
+def sweep_subject(body: dict) -> str:
+    """A served checkpoint ``ckpt-<step>`` (or the base, step 0) answers "Question i?" with
+    "Answer <i + step / 10>.", so the judge's scores move from step to step."""
+    name = body["model"].rsplit(":", 1)[-1]
+    shift = int(name.removeprefix("ckpt-")) // 10 if name.startswith("ckpt-") else 0
+    return "Answer " + str(int(last_user_text(body).removeprefix("Question ").removesuffix("?")) + shift) + "."
+
+
+def test_sweep_shards_into_s3_report_as_one_process(store, models, tmp_path, monkeypatch):
+    """Two `emeval sweep --shard i/2` runs into an s3:// sweep, then `--report-only` on the URL: the
+    curves, change points and report equal a single-process sweep's (local folder) byte for byte.
+    Checkpoints are adapters already loaded on a "vLLM server" (a loopback server), so no model loads."""
+    import fsspec
+
+    subject = LoopbackServer(sweep_subject).start()
+    for name in ("base", "ckpt-10", "ckpt-20"):  # the server's adapters, loaded before the sweep
+        request = urllib.request.Request(f"{subject.base_url}/chat/completions", method="POST", data=json.dumps(
+            {"model": name, "messages": [{"role": "user", "content": "Question 0?"}]}).encode(),
+            headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=10).read()
+    monkeypatch.setenv("VLLM_BASE_URL", subject.base_url)
+    monkeypatch.setenv("VLLM_API_KEY", "k")
+    runner = CliRunner()
+    args = ["sweep", "--base", "vllm/base", "--checkpoints", "ckpt-10,ckpt-20", "--evals", "free_form",
+            "-T", f"questions={write_questions(tmp_path / 'q.yaml', 3)}", "-T", "judge_cache=false",
+            "--judge", "openai-api/judge/j", "--seed", str(SEED), "--retry-attempts", "1"]
+    url = f"{store}/sweep"
+    try:
+        for index, steps in ((0, "0 (base): done, 20 (ckpt-20): done"), (1, "10 (ckpt-10): done")):
+            result = runner.invoke(app, [*args, "--out", url, "--shard", f"{index}/2"])
+            assert result.exit_code == 0, result.output
+            said = " ".join(result.output.split())
+            assert f"Shard {index}/2 of the sweep, steps {steps}." in said, said
+            assert f"report the sweep: emeval sweep --out {url} --report-only" in said
+        again = runner.invoke(app, [*args, "--out", url, "--shard", "1/2"])  # a rerun shard duplicates nothing
+        assert again.exit_code == 0 and again.output.count("complete logs found, skipped") == 1, again.output
+        fs, root = fsspec.core.url_to_fs(url)
+        fs.invalidate_cache()
+        assert not fs.exists(f"{root}/curves.csv")  # the shards report nothing
+        assert len(fs.glob(f"{root}/logs/*/*.eval")) == 3  # one log per checkpoint, none twice
+
+        reported = runner.invoke(app, ["sweep", "--out", url, "--report-only"])
+        assert reported.exit_code == 0, reported.output
+        local = tmp_path / "single"
+        single = runner.invoke(app, [*args, "--out", str(local)])
+        assert single.exit_code == 0, single.output
+    finally:
+        subject.stop()
+    fs.invalidate_cache()
+    for name in ("sweep.json", "curves.csv", "changepoints.csv", "report.md", "plots/.emeval-plots.json"):
+        assert fs.cat_file(f"{root}/{name}") == (local / name).read_bytes(), name
+    curves = pd.read_csv(local / "curves.csv")
+    assert sorted(curves["step"].unique()) == [0, 10, 20] and (curves["n"] > 0).all()
+    assert curves.groupby("metric")["mean"].nunique().max() > 1  # the steps differ: the comparison can fail
+    plots = sorted(p.name for p in (local / "plots").glob("*.png"))
+    assert plots and sorted(p.rsplit("/", 1)[-1] for p in fs.glob(f"{root}/plots/*.png")) == plots
+    assert fs.cat_file(f"{root}/plots/{plots[0]}")[:8] == b"\x89PNG\r\n\x1a\n"
+    said = " ".join(reported.output.split())
+    assert f"report: {url}/report.md curves: {url}/curves.csv plots: {url}/plots" in said
+    summaries = [line for line in single.output.splitlines() if "transition" in line]
+    assert summaries and all(line in reported.output.splitlines() for line in summaries)

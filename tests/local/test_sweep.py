@@ -338,3 +338,15 @@ def test_adapters_differing_only_by_noise_show_no_transition(tmp_path: Path) -> 
     assert [r for r in changes if r["detected"] != "False"] == []
     output = " ".join(result.output.split())
     assert "transition at" not in output and output.count(": no transition (") == len(changes)
+
+
+def test_a_bad_shard_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    """``--shard`` is parsed first (usage error, exit 2), and a shard cannot report: nothing is written."""
+    out = tmp_path / "sweep"
+    for extra, message in ((["--shard", "2/2"], "need 0 <= index < count"),
+                           (["--shard", "auto/2"], "none of SLURM_ARRAY_TASK_ID"),
+                           (["--shard", "0/2", "--report-only"], "--report-only reports all of it")):
+        result = CliRunner().invoke(app, ["sweep", "--base", "hf/x", "--checkpoints", "y", "--out", str(out), *extra],
+                                    env={"SLURM_ARRAY_TASK_ID": None, "JOB_COMPLETION_INDEX": None})
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert not out.exists()

@@ -1,9 +1,7 @@
 """``emeval sweep``: run or resume a checkpoint sweep (``emeval.local.sweep``), then report it
-(``emeval.report.sweep``)."""
+(``emeval.report.sweep``); with ``--shard I/N``, run one shard of it and report nothing."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import typer
 from rich.markup import escape
@@ -37,24 +35,41 @@ def sweep_command(
     include_base: bool | None = typer.Option(
         None, "--include-base/--no-base", help="Evaluate the base model as step 0 (default: yes)."
     ),
-    out: Path = typer.Option(Path("sweep"), "--out", help="Sweep folder (logs, curves, plots, report); rerun to resume."),
+    out: str = typer.Option(
+        "sweep", "--out", help="Sweep folder or log store URL such as s3://bucket/prefix (logs, curves, plots, report); "
+        "rerun to resume."
+    ),
     group_by: str | None = typer.Option(
         None, "--group-by", help="Also split curves by a column of the samples (e.g. question_id), beside the overall curve."
     ),
     metrics: str | None = typer.Option(None, "--metrics", help="Comma-separated metrics to plot and test (default all)."),
     report_only: bool = typer.Option(False, "--report-only", help="Only recompute curves, plots and report from OUT's logs."),
     retry_attempts: int = typer.Option(3, "--retry-attempts", help="eval_set retries of a failed eval."),
+    shard: str | None = typer.Option(
+        None, "--shard", help="Run only shard I of N of the checkpoints (I/N, or auto/N from SLURM_ARRAY_TASK_ID or "
+        "JOB_COMPLETION_INDEX); reports nothing: run --report-only after every shard."
+    ),
 ) -> None:
     """Evaluate every checkpoint of a training run with the same evals, then find the phase transition.
 
     Exits 1 when a checkpoint's eval failed, 4 (no measurable result) when an eval's headline rests on
     n = 0 at some checkpoint."""
     from emeval.local.checkpoints import CheckpointError
-    from emeval.local.sweep import SweepError, load_settings, resumed_settings, run_sweep, unfinished_logs
+    from emeval.local.sweep import SweepError, load_settings, resumed_settings, run_sweep, sample_values, unfinished_logs
+    from emeval.logs.store import as_location, join
     from emeval.report.measurable import NO_MEASURABLE_RESULT, warn_unmeasured
     from emeval.report.sweep import analyse, runs_table, unmeasured_checkpoints
+    from emeval.shards import ShardError, parse_shard
 
     console = make_console()
+    out = as_location(out)  # a local Path, or a log store URL as it is (s3://...)
+    try:
+        part = parse_shard(shard) if shard is not None else None
+    except ShardError as ex:
+        raise typer.BadParameter(str(ex), param_hint="--shard") from None
+    if part is not None and report_only:
+        raise typer.BadParameter("a shard runs part of the sweep and --report-only reports all of it: give one",
+                                 param_hint="--shard")
     runs = []
     try:
         previous = load_settings(out)  # a broken sweep.json fails here, before anything runs
@@ -66,17 +81,28 @@ def sweep_command(
                 steps_from_name=steps_from_name, include_base=include_base,
             )
             runs = run_sweep(settings, out, display="rich" if console.is_terminal else "plain",
-                             retry_attempts=retry_attempts, progress=lambda message: console.print(message, markup=False))
+                             retry_attempts=retry_attempts, progress=lambda message: console.print(message, markup=False),
+                             shard=(part.index, part.count) if part else (0, 1))
             console.print(runs_table(out, runs))
-        curves = analyse(out, group_by=group_by, metrics=_names(metrics))
-        unfinished = unfinished_logs(out)
-        unmeasured = unmeasured_checkpoints(out)
+        if part is None:  # a shard saw only its own checkpoints: the curves wait for every shard
+            samples = sample_values(out, defined_only=False)  # the logs, read once (a store charges each read)
+            curves = analyse(out, group_by=group_by, metrics=_names(metrics), samples=samples)
+            unfinished = unfinished_logs(out)
+            unmeasured = unmeasured_checkpoints(out, samples)
     except (SweepError, CheckpointError, ValueError, FileNotFoundError) as ex:
         console.print(str(ex), style="red", markup=False)  # a log's error text is not markup
         raise typer.Exit(1) from None
+    if part is not None:
+        steps = ", ".join(f"{run.checkpoint.step} ({run.checkpoint.label}): {run.status}" for run in runs) or "none"
+        console.print(f"Shard {part} of the sweep, steps {steps}.", markup=False)
+        if any(run.status == "failed" for run in runs):
+            console.print("Rerun this shard to resume its failed checkpoints.", style="red", markup=False)
+            raise typer.Exit(1)
+        console.print(f"After every shard has run, report the sweep: emeval sweep --out {out} --report-only", markup=False)
+        raise typer.Exit(0)
     for curve in curves:
         console.print(f"[bold]{escape(curve.title)}[/bold]: {escape(curve.change.summary)}")
-    console.print(f"report: {out / 'report.md'}  curves: {out / 'curves.csv'}  plots: {out / 'plots'}")
+    console.print(f"report: {join(out, 'report.md')}  curves: {join(out, 'curves.csv')}  plots: {join(out, 'plots')}")
     for line in unfinished:  # their checkpoints are missing from the curves: say so, and fail
         console.print(f"not in the curves, the run did not finish: {line}", style="red", markup=False)
     if unfinished or any(run.status == "failed" for run in runs):
@@ -84,3 +110,4 @@ def sweep_command(
     if unmeasured:
         warn_unmeasured(console, unmeasured)
         raise typer.Exit(NO_MEASURABLE_RESULT)
+

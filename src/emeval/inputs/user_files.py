@@ -50,14 +50,22 @@ class UserFileError(ValueError):
 
 
 def read_bytes(
-    path: Path, error: type[ValueError] = UserFileError, limit: int = MAX_FILE_BYTES, what: str = "file"
+    path: Path | str, error: type[ValueError] = UserFileError, limit: int = MAX_FILE_BYTES, what: str = "file"
 ) -> bytes:
-    """The file's bytes, refusing (before reading) a file over ``limit``; ``what`` names the file's kind."""
+    """The file's bytes, refusing (before reading) a file over ``limit``; ``what`` names the file's kind.
+    ``path`` may be an fsspec URL (``s3://...``: a sweep kept in a log store), read through fsspec."""
     try:
-        size = path.stat().st_size
+        if isinstance(path, str) and "://" in path and not path.startswith("file://"):
+            import fsspec
+
+            fs, inner = fsspec.core.url_to_fs(path)
+            size, read = fs.size(inner), lambda: fs.cat_file(inner)
+        else:
+            local = Path(str(path).removeprefix("file://"))
+            size, read = local.stat().st_size, local.read_bytes
         if size > limit:
             raise error(f"{path}: {size:,} bytes, more than the {limit:,} a {what} may hold")
-        return path.read_bytes()
+        return read()
     except OSError as ex:
         raise error(f"{path}: cannot read the {what} ({ex.strerror or ex})") from None
 
@@ -126,7 +134,7 @@ def count_nodes(data: Any, limit: int = MAX_NODES) -> int:
     return size(data)
 
 
-def load_document(path: Path, error: type[ValueError] = UserFileError, what: str = "file") -> Any:
+def load_document(path: Path | str, error: type[ValueError] = UserFileError, what: str = "file") -> Any:
     """Parse a YAML or JSON user file (``.json``: JSON, else YAML): bounded size and expansion, UTF-8,
     no key written twice."""
     return parse_document(read_bytes(path, error, what=what), path, error)

@@ -13,7 +13,13 @@ their completed samples. New checkpoints matching the same glob (a run still tra
 A rerun with different settings into the same OUT is refused: the curves would mix settings.
 
 Memory: ``hf/`` checkpoints and full ``vllm/`` checkpoints are loaded one at a time and released
-after their evals; LoRA adapters on ``vllm/`` share one server for the whole sweep.
+after their evals; LoRA adapters on ``vllm/`` share one server for the whole sweep (for a shard: one
+server for the shard's checkpoints).
+
+Scale-out: OUT may be a folder or any fsspec URL (``s3://bucket/prefix``; ``emeval.logs.store``).
+A sweep split into N shards (``shard_checkpoints``) runs each shard's checkpoints into the same
+``OUT/logs/<label>/`` folders a single process would use, so resuming and retrying are unchanged;
+every shard writes the same ``sweep.json``, and the report is made once, from all shards' logs.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from inspect_ai.log import EvalLog, list_eval_logs, read_eval_log
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from emeval.local.checkpoints import Checkpoint, model_spec, resolve, split_base
+from emeval.logs import store
 from emeval.logs.read import unfinished_reason
 from emeval.inputs.user_files import load_document, validation_problems
 
@@ -112,10 +119,14 @@ class SweepManifest(BaseModel):
     checkpoints: list[Checkpoint] = Field(default_factory=list)
 
 
-def read_manifest(out: Path) -> SweepManifest | None:
+Location = str | Path
+"""A sweep folder: a local ``Path`` or an fsspec URL as text (``emeval.logs.store.as_location``)."""
+
+
+def read_manifest(out: Location) -> SweepManifest | None:
     """The sweep in ``out`` (None when there is none yet); errors name the file and the key."""
-    path = out / SWEEP_FILE
-    if not path.is_file():
+    path = store.as_location(store.join(out, SWEEP_FILE))
+    if store.kind(path) != "file":
         return None
     data = load_document(path, SweepError, what="sweep manifest")
     try:
@@ -125,13 +136,13 @@ def read_manifest(out: Path) -> SweepManifest | None:
         raise SweepError(f"{path}: not an emeval sweep manifest: {problems}") from None
 
 
-def load_settings(out: Path) -> SweepSettings | None:
+def load_settings(out: Location) -> SweepSettings | None:
     manifest = read_manifest(out)
     return manifest.settings if manifest else None
 
 
 def resumed_settings(
-    out: Path, previous: SweepSettings | None, *, base: str | None, checkpoints: list[str] | None,
+    out: Location, previous: SweepSettings | None, *, base: str | None, checkpoints: list[str] | None,
     evals: list[str] | None, task_args: dict[str, Any], model_args: dict[str, Any], judge: str | None,
     judge_args: dict[str, Any], seed: int | None, limit: int | None, epochs: int | None,
     steps_from_name: str | None, include_base: bool | None,
@@ -154,7 +165,7 @@ def resumed_settings(
     )
 
 
-def _check_same(out: Path, settings: SweepSettings) -> None:
+def _check_same(out: Location, settings: SweepSettings) -> None:
     previous = load_settings(out)
     if previous is None or previous == settings:
         return
@@ -165,36 +176,43 @@ def _check_same(out: Path, settings: SweepSettings) -> None:
     )
 
 
-def write_manifest(out: Path, settings: SweepSettings, checkpoints: list[Checkpoint]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def write_manifest(out: Location, settings: SweepSettings, checkpoints: list[Checkpoint]) -> None:
+    """``sweep.json``, written whole (``emeval.logs.store.write_text``): shards of one sweep starting at
+    once each write the same content, and none reads another's half-written file."""
     manifest = {
         "settings": settings.model_dump(),
         "checkpoints": [c.__dict__ for c in checkpoints],
     }
-    tmp = out / f".{SWEEP_FILE}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(out / SWEEP_FILE)
+    store.write_text(store.join(out, SWEEP_FILE), json.dumps(manifest, indent=2) + "\n")
 
 
-def read_checkpoints(out: Path) -> list[Checkpoint]:
+def shard_checkpoints(checkpoints: list[Checkpoint], index: int, count: int) -> list[Checkpoint]:
+    """Shard ``index`` of ``count``'s part of a sweep: checkpoint k (in step order, as ``resolve`` returns
+    them) goes to shard k mod ``count``, so the shards share out early and late, cheap and costly steps."""
+    if count < 1 or not 0 <= index < count:
+        raise SweepError(f"shard {index}/{count}: need 0 <= index < count")
+    return checkpoints[index::count]
+
+
+def read_checkpoints(out: Location) -> list[Checkpoint]:
     manifest = read_manifest(out)
     if manifest is None:
         raise SweepError(f"{out}: no {SWEEP_FILE} here (not a sweep folder)")
     return manifest.checkpoints
 
 
-def log_dir(out: Path, checkpoint: Checkpoint) -> Path:
-    return out / "logs" / checkpoint.label
+def log_dir(out: Location, checkpoint: Checkpoint) -> Location:
+    return store.as_location(store.join(out, "logs", checkpoint.label))
 
 
 def _task_name(log: EvalLog) -> str:
     return log.eval.task.split("/")[-1]
 
 
-def latest_success_logs(folder: Path) -> dict[str, str]:
+def latest_success_logs(folder: Location) -> dict[str, str]:
     """eval name -> newest successful log in ``folder`` (headers only)."""
     found: dict[str, tuple[str, str]] = {}
-    if not folder.is_dir():
+    if store.kind(folder) != "directory":
         return {}
     for info in list_eval_logs(str(folder)):
         header = read_eval_log(info, header_only=True)
@@ -206,13 +224,13 @@ def latest_success_logs(folder: Path) -> dict[str, str]:
     return {name: location for name, (_, location) in found.items()}
 
 
-def unfinished_logs(out: Path) -> list[str]:
+def unfinished_logs(out: Location) -> list[str]:
     """``<log>: status 'error': <why>`` for each log of the sweep whose run did not finish and that no
     successful log of the same eval and checkpoint replaces (its checkpoint is missing from the curves)."""
     found = []
     for checkpoint in read_checkpoints(out):
         folder = log_dir(out, checkpoint)
-        if not folder.is_dir():
+        if store.kind(folder) != "directory":
             continue
         finished = latest_success_logs(folder)
         for info in list_eval_logs(str(folder)):
@@ -224,28 +242,33 @@ def unfinished_logs(out: Path) -> list[str]:
 
 
 def _local_path(name: str) -> str:
-    """Inspect lists logs as ``file://`` URIs; the sweep folder is local, so plain paths are kept."""
+    """Inspect lists local logs as ``file://`` URIs: kept as plain paths (a store URL stays as it is)."""
     return unquote(urlparse(name).path) if name.startswith("file:") else name
 
 
 def run_sweep(
     settings: SweepSettings,
-    out: Path,
+    out: Location,
     *,
     display: str = "none",
     retry_attempts: int = 3,
     progress: Callable[[str], None] = lambda message: None,
+    shard: tuple[int, int] = (0, 1),
 ) -> list[CheckpointRun]:
-    """Evaluate every checkpoint (resuming), and return what happened to each."""
+    """Evaluate every checkpoint (resuming), and return what happened to each.
+
+    ``shard``: (index, count) -- evaluate only this shard's checkpoints (``shard_checkpoints``);
+    ``sweep.json`` still lists them all, so every shard writes the same one."""
     from inspect_ai import eval_set
     from inspect_ai.model import get_model
 
     _check_same(out, settings)
-    checkpoints = resolve(
+    found = resolve(
         settings.base, settings.checkpoints, steps_from_name=settings.steps_from_name, include_base=settings.include_base
     )
     kwargs = task_kwargs(settings)
-    write_manifest(out, settings, checkpoints)
+    checkpoints = shard_checkpoints(found, *shard)
+    write_manifest(out, settings, found)
     provider, _ = split_base(settings.base)
     judge = get_model(settings.judge, memoize=False, **settings.judge_args) if settings.judge else None
     specs = {c.label: model_spec(settings.base, c, settings.model_args) for c in checkpoints}
@@ -287,38 +310,59 @@ def run_sweep(
                 runs.append(CheckpointRun(checkpoint, "failed", [], f"{type(ex).__name__}: {ex}"))
             finally:
                 if checkpoint.label not in keep:
-                    model.api.close()
+                    _close(model)
     finally:
         for model in keep.values():
-            model.api.close()
+            _close(model)
         if judge is not None:
-            judge.api.close()
+            _close(judge)
     return runs
 
 
-def sample_values(out: Path, defined_only: bool = True) -> pd.DataFrame:
+def _close(model: Any) -> None:
+    """Release a model's client or weights. Through ``aclose``: HTTP providers (an ``openai-api/``
+    judge, a served ``vllm/`` adapter) refuse the sync ``close``; the others' ``aclose`` calls it."""
+    from inspect_ai._util._async import run_coroutine
+
+    run_coroutine(model.api.aclose())
+
+
+def sample_values(out: Location, defined_only: bool = True) -> pd.DataFrame:
     """One row per checkpoint x eval x scored sample x metric, from each checkpoint's newest successful logs.
 
-    Read through ``emeval.logs.frame.samples_frame`` (the project's one reader of logs). Metrics are
-    the numeric entries of each score value (``p_misaligned``, ``misaligned``, ``aligned``...), named
-    as they are for an eval's first scorer and ``<scorer>.<key>`` for any other. NaN entries (e.g.
-    ``misaligned`` of an incoherent answer) are dropped, exactly as the evals' own metrics drop them.
-    ``defined_only=False`` returns the samples frame as read (NaN and unscored rows kept, metrics as the
-    scorers name them), plus step and checkpoint: what the "no measurable result" check reads.
+    Read through ``emeval.logs.frame.samples_frame`` (the project's one reader of logs).
+    ``defined_only``: the metrics the curves are made of (``defined_values``). ``defined_only=False``
+    returns the samples frame as read (NaN and unscored rows kept, metrics as the scorers name them),
+    plus step and checkpoint: what the "no measurable result" check reads, and what a caller that
+    needs both passes to ``defined_values`` rather than reading the logs twice.
     """
-    from emeval.logs.frame import SAMPLE_COLUMNS, samples_frame
+    from emeval.logs.frame import samples_frame
 
     parts = []
     for checkpoint in read_checkpoints(out):
         logs = list(latest_success_logs(log_dir(out, checkpoint)).values())
         if logs:
             parts.append(samples_frame(logs).assign(step=checkpoint.step, checkpoint=checkpoint.label))
-    columns = ["step", "checkpoint", "sample", *SAMPLE_COLUMNS]
     if not parts:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=_value_columns())
     frame = pd.concat(parts, ignore_index=True)
-    if not defined_only:
-        return frame
+    return defined_values(frame) if defined_only else frame
+
+
+def _value_columns() -> list[str]:
+    from emeval.logs.frame import SAMPLE_COLUMNS
+
+    return ["step", "checkpoint", "sample", *SAMPLE_COLUMNS]
+
+
+def defined_values(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``sample_values(out, defined_only=False)`` the curves are made of. Metrics are
+    the numeric entries of each score value (``p_misaligned``, ``misaligned``, ``aligned``...), named
+    as they are for an eval's first scorer and ``<scorer>.<key>`` for any other. NaN entries (e.g.
+    ``misaligned`` of an incoherent answer) are dropped, exactly as the evals' own metrics drop them."""
+    columns = _value_columns()
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
     frame = frame[frame["metric"].notna() & frame["value"].notna()].copy()
     first = frame.groupby("eval", sort=False)["scorer"].first()
     qualified = frame["scorer"] != frame["eval"].map(first)

@@ -2,11 +2,14 @@
 
 Why one module: a sharded run writes into one store that every reader must accept as given. A URL
 must stay a string (``Path("s3://b/x")`` collapses to ``s3:/b/x``), a local path stays a ``Path``;
-both go through fsspec, the filesystem layer Inspect itself reads and writes logs with.
+both go through fsspec, the filesystem layer Inspect itself reads and writes logs with. What emeval
+writes beside logs (a sweep's ``sweep.json``, curves and plots) goes through ``write_bytes``, whole.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import fsspec
@@ -46,3 +49,38 @@ def kind(location: str | Path) -> str | None:
     if fs.isdir(inner):
         return "directory"
     return "file" if fs.isfile(inner) else None
+
+
+def write_bytes(location: str | Path, data: bytes) -> None:
+    """Write a whole file so that no reader, and no other process writing the same file, sees half of
+    it: a local file is written under a name private to this process (pid and a random part) and
+    renamed into place (atomic); an object store's upload (s3://, gs://) replaces the object whole."""
+    if is_url(location):
+        with fsspec.open(str(location), "wb") as f:
+            f.write(data)
+        return
+    path = Path(location)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(location: str | Path, text: str) -> None:
+    """``write_bytes`` of ``text`` in UTF-8."""
+    write_bytes(location, text.encode("utf-8"))
+
+
+def remove(location: str | Path) -> None:
+    """Delete a file if it is there."""
+    if not is_url(location):
+        Path(location).unlink(missing_ok=True)
+        return
+    fs, inner = fsspec.core.url_to_fs(str(location))
+    try:
+        fs.rm_file(inner)
+    except FileNotFoundError:
+        pass

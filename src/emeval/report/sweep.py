@@ -8,12 +8,14 @@ logs: ``curves.csv`` (one row per step), ``changepoints.csv`` (one row per curve
 empty for the overall curve), ``plots/<eval>__<metric>[__<group>].png`` and ``report.md``. Plots an
 earlier analysis wrote and this one does not (another ``--group-by`` or ``--metrics``) are removed;
 ``plots/.emeval-plots.json`` lists what the sweep wrote, so no other file in ``plots/`` is touched.
+A sweep in a log store (``s3://...``) gets them in the same store, written through fsspec.
 Metrics that are constant over the whole sweep (e.g. an unscorable count that stays 0) are kept
 in ``curves.csv`` but neither plotted nor tested.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -29,7 +31,11 @@ from emeval.report import plots
 from emeval.report.render import render
 from emeval.sanitize.safe_output import write_csv
 from emeval.stats.bootstrap import answers_ci
-from emeval.local.sweep import SWEEP_FILE, CheckpointRun, load_settings, read_checkpoints, sample_values
+from emeval.inputs.user_files import read_bytes
+from emeval.local.sweep import (
+    SWEEP_FILE, CheckpointRun, Location, defined_values, load_settings, read_checkpoints, sample_values,
+)
+from emeval.logs import store
 from emeval.report.measurable import unmeasured_cells
 
 PLOTS_WRITTEN = ".emeval-plots.json"
@@ -92,37 +98,43 @@ def is_constant(curve: Curve) -> bool:
     return curve.points["mean"].nunique() <= 1 and (curve.points["ci_low"] == curve.points["ci_high"]).all()
 
 
-def plot_curve(curve: Curve, path: Path) -> Path:
-    """The curve's figure (``emeval.report.plots.sweep_curve_plot``) written as a PNG file."""
+def plot_curve(curve: Curve, location: Location) -> None:
+    """The curve's figure (``emeval.report.plots.sweep_curve_plot``) written as a PNG file, local or in a store."""
     fig = plots.sweep_curve_plot(curve.points, curve.change, curve.metric, curve.title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    store.write_bytes(location, png.getvalue())
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
-def analyse(out: Path, *, group_by: str | None = None, metrics: list[str] | None = None) -> list[Curve]:
-    """Compute and write the sweep's curves, change points, plots and report; return the analysed curves."""
-    if not (out / SWEEP_FILE).is_file():
+def analyse(
+    out: Location, *, group_by: str | None = None, metrics: list[str] | None = None, samples: pd.DataFrame | None = None
+) -> list[Curve]:
+    """Compute and write the sweep's curves, change points, plots and report beside its logs (a folder
+    or a store URL); return the analysed curves. ``samples``: ``sample_values(out, defined_only=False)``
+    when the caller read it already (each log read is a round trip to a store)."""
+    if store.kind(store.join(out, SWEEP_FILE)) != "file":
         raise FileNotFoundError(f"{out}: no {SWEEP_FILE}; run `emeval sweep` first")
-    curves = build_curves(sample_values(out), group_by, metrics)
+    values = sample_values(out) if samples is None else defined_values(samples)
+    curves = build_curves(values, group_by, metrics)
     constant = [c.title for c in curves if is_constant(c)]
     analysed = [c for c in curves if not is_constant(c)]
     for curve in analysed:
         name = f"{curve.eval}__{curve.metric}" + (f"__{curve.group}" if curve.group else "")
-        curve.plot = plot_curve(curve, out / "plots" / f"{_slug(name)}.png").relative_to(out)
-    _remove_stale_plots(out / "plots", {c.plot.name for c in analysed if c.plot})
+        curve.plot = Path("plots", f"{_slug(name)}.png")
+        plot_curve(curve, store.join(out, *curve.plot.parts))
+    _remove_stale_plots(store.join(out, "plots"), {c.plot.name for c in analysed if c.plot})
     table = []
     for curve in curves:
         table.extend({"eval": curve.eval, "metric": curve.metric, "group": curve.group, **row}
                      for row in curve.points.to_dict("records"))
-    write_csv(pd.DataFrame(table), out / "curves.csv")
+    write_csv(pd.DataFrame(table), store.join(out, "curves.csv"))
     write_csv(pd.DataFrame(
         [{"eval": c.eval, "metric": c.metric, "group": c.group, **_flat(c.change)} for c in analysed]
-    ), out / "changepoints.csv")
+    ), store.join(out, "changepoints.csv"))
     settings = load_settings(out)
     report = render(
         "sweep.md.j2",
@@ -130,11 +142,11 @@ def analyse(out: Path, *, group_by: str | None = None, metrics: list[str] | None
         constant=constant,
         alpha=ALPHA, null_curves=NULL_CURVES,
     )
-    (out / "report.md").write_text(report)
+    store.write_text(store.join(out, "report.md"), report)
     return analysed
 
 
-def runs_table(out: Path, runs: list[CheckpointRun]) -> Table:
+def runs_table(out: Location, runs: list[CheckpointRun]) -> Table:
     """The terminal table of a sweep's checkpoint runs: step, checkpoint, kind, status, error."""
     table = Table(title=escape(f"sweep {out}"), header_style="bold")
     for column in ("step", "checkpoint", "kind", "status", "error"):
@@ -145,28 +157,27 @@ def runs_table(out: Path, runs: list[CheckpointRun]) -> Table:
     return table
 
 
-def unmeasured_checkpoints(out: Path) -> list[str]:
+def unmeasured_checkpoints(out: Location, samples: pd.DataFrame | None = None) -> list[str]:
     """Eval x checkpoint headlines of the sweep that rest on n = 0 (``emeval.report.measurable``), or
-    one line when no checkpoint has a finished log to measure."""
-    read = sample_values(out, defined_only=False)
+    one line when no checkpoint has a finished log to measure; ``samples`` as for ``analyse``."""
+    read = sample_values(out, defined_only=False) if samples is None else samples
     if not len(read):
         return [f"{out}: no checkpoint has a finished log to measure"]
     return unmeasured_cells(read, by=("eval", "checkpoint"))
 
 
-def _remove_stale_plots(folder: Path, written: set[str]) -> None:
+def _remove_stale_plots(folder: str, written: set[str]) -> None:
     """Delete the plots an earlier analysis wrote that this one did not, and record this one's."""
-    record = folder / PLOTS_WRITTEN
+    record = store.join(folder, PLOTS_WRITTEN)
     try:
-        earlier = set(json.loads(record.read_text())) if record.is_file() else set()
-    except ValueError:
+        earlier = set(json.loads(read_bytes(store.as_location(record), ValueError))) if store.kind(record) == "file" else set()
+    except (ValueError, TypeError):  # not the sweep's record: remove nothing
         earlier = set()
     for name in earlier - written:
-        if Path(name).name == name and name.endswith(".png"):  # a bare file name the sweep wrote, nothing else
-            (folder / name).unlink(missing_ok=True)
+        if isinstance(name, str) and Path(name).name == name and name.endswith(".png"):  # a bare file name the sweep wrote
+            store.remove(store.join(folder, name))
     if written or earlier:
-        folder.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps(sorted(written), indent=1) + "\n")
+        store.write_text(record, json.dumps(sorted(written), indent=1) + "\n")
 
 
 def _flat(change: ChangePoint) -> dict[str, object]:
